@@ -1,0 +1,83 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# .venv is the ROS 2 prefix (the ros-* wheels install share/, lib/, include/ into it), so
+# nothing has to be sourced by hand: the exports below are all the environment needed.
+SHELL := /bin/bash
+PYTHON_SYS ?= python3
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamps
+
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export AMENT_PREFIX_PATH := $(VENV)
+export CMAKE_PREFIX_PATH := $(VENV)
+export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
+export PYTHONDONTWRITEBYTECODE := 1
+
+PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
+	$(shell find aura_mem_ros launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+.PHONY: setup test test-fast lint demo colcon-check clean train-default \
+	bench-synthetic bench-closed-loop bench-perf bench-faults
+
+setup: $(STAMP)/package
+
+$(STAMP)/venv:
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	mkdir -p $(STAMP) && touch $@
+
+$(STAMP)/deps: requirements.txt $(STAMP)/venv
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) tools/fix_ros_cmake_paths.py $(VENV)
+	touch $@
+
+# Messages + Python package, built by CMake straight into the venv prefix (incremental: only
+# what changed is rebuilt or copied). Not `pip install .` here: CMake refuses to export the
+# venv's numpy include dir when the venv lies inside the source tree, unless the install
+# prefix is that venv (see README, "Why CMake").
+$(STAMP)/package: $(STAMP)/deps $(PKG_SOURCES)
+	cmake -S . -B build/cmake -DCMAKE_INSTALL_PREFIX=$(VENV) -DPython3_EXECUTABLE=$(PY) \
+		-DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release --log-level=WARNING > /dev/null
+	cmake --build build/cmake -j 2 > /dev/null
+	cmake --install build/cmake > /dev/null
+	cd /tmp && $(PY) -c "from aura_mem_ros.msg import AuraAction, MemoryStats, EpisodeResult"
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q test
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not multiprocess" test
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check aura_mem_ros test tools scripts
+
+demo: setup
+	$(PY) -m aura_mem_ros.demo
+
+# colcon builds the same package the way a ROS 2 workspace does (CMake install, no pip),
+# then a clean Python loads the messages and the node entry from that install space.
+colcon-check: setup
+	rm -rf build/colcon && mkdir -p build/colcon/src
+	ln -sfn $(CURDIR) build/colcon/src/aura_mem_ros
+	cd build/colcon && $(VENV)/bin/colcon build --base-paths src \
+		--cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(PY) > colcon.log
+	cd /tmp && . $(CURDIR)/build/colcon/install/setup.sh && \
+		AMENT_PREFIX_PATH=$$AMENT_PREFIX_PATH:$(VENV) $(PY) -c "import aura_mem_ros.msg as m, \
+		rclpy.serialization as s; s.serialize_message(m.AuraAction()); \
+		assert 'build/colcon/install' in m.__file__, m.__file__; print('colcon build OK:', m.__file__)"
+	test -x build/colcon/install/aura_mem_ros/lib/aura_mem_ros/aura_mem_node
+
+clean:
+	rm -rf build _skbuild *.egg-info
+
+train-default: setup
+	$(PY) -m aura_mem_ros.training.train_default
+
+bench-synthetic: setup
+	$(PY) scripts/bench_synthetic.py
+
+bench-closed-loop: setup
+	$(PY) scripts/bench_closed_loop.py

@@ -1,0 +1,66 @@
+"""The one small interface every frozen backbone speaks.
+
+A backbone maps an observation (camera images, instruction, proprioception) to the
+features the memory reads (``d_model`` floats) and the base action chunk that the AURA
+layer corrects with a residual. Backbones are frozen: ``step`` never trains anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One synchronised observation, as the node hands it to a backbone.
+
+    images: RGB uint8 arrays (H, W, 3), primary camera first, then e.g. the wrist camera.
+    instruction: the natural-language task.
+    proprio: float32 1-D robot state, or None when the robot publishes none.
+    """
+
+    images: tuple[np.ndarray, ...]
+    instruction: str
+    proprio: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class BackboneOutput:
+    """features: float32 (d_model,); action: float32 (chunk_size, action_dim).
+
+    For a discrete-action backbone ``action`` holds logits with chunk_size 1.
+    """
+
+    features: np.ndarray
+    action: np.ndarray
+
+
+class BackboneError(RuntimeError):
+    """A backbone could not produce an action for this observation (the node goes safe)."""
+
+
+class Backbone(ABC):
+    """A frozen policy. Subclasses set the class attributes and implement ``step``."""
+
+    name: str = "base"
+    d_model: int
+    chunk_size: int
+    action_dim: int
+    discrete: bool = False
+    num_images: int = 1
+    proprio_dim: int | None = None
+
+    def reset(self) -> None:  # noqa: B027 - most backbones are stateless
+        """Forget any per-episode state (called when memory is reset)."""
+
+    @abstractmethod
+    def step(self, obs: Observation) -> BackboneOutput:
+        """Map one observation to features and the base action chunk."""
+
+    def model_id(self) -> str:
+        """A stable identifier of the weights, used to refuse a state file from another model."""
+        return hashlib.sha256(self.name.encode()).hexdigest()[:16]

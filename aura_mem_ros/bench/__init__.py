@@ -1,0 +1,1 @@
+"""Benchmarks behind one command, ``aura-mem-bench SUBCOMMAND``."""

@@ -1,0 +1,39 @@
+"""``aura-mem-bench``: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules
+are imported only when their subcommand runs, so ``footprint`` never pays for gymnasium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "footprint": ("aura_mem_ros.bench.footprint", "state bytes of AURA vs a KV-cache, measured"),
+    "synthetic": ("aura_mem_ros.bench.synthetic", "the controlled synthetic memory benchmark"),
+    "closed-loop": ("aura_mem_ros.bench.closed_loop", "MiniGrid-Memory closed-loop panel"),
+    "perf": ("aura_mem_ros.bench.perf", "per-step latency, node latency and memory"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aura-mem-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    argv = sys.argv[1:] if argv is None else argv
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text)
+        # Only the chosen subcommand's module is imported (and may add its arguments).
+        if argv and argv[0] == name:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            modules[name] = module
+    args = parser.parse_args(argv)
+    return int(modules[args.command].run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
