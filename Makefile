@@ -18,7 +18,7 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 	$(shell find aura_mem_ros launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: setup test test-fast lint demo colcon-check clean train-default \
-	bench-synthetic bench-closed-loop bench-perf bench-faults
+	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder
 
 setup: $(STAMP)/package
 
@@ -81,3 +81,16 @@ bench-synthetic: setup
 
 bench-closed-loop: setup
 	$(PY) scripts/bench_closed_loop.py
+
+bench-perf: setup
+	$(PY) scripts/bench_perf.py
+
+bench-soak: setup
+	$(PY) scripts/bench_perf.py --soak-steps 100000 --out docs/results/perf_soak.json \
+		--md docs/results/perf_soak.md
+
+bench-faults: setup
+	$(PY) scripts/bench_faults.py
+
+bench-recorder: setup
+	nice -n 10 $(PY) scripts/bench_recorder.py

@@ -1,0 +1,60 @@
+"""Entry point: ``python -m aura_mem_ros.node --ros-args ...`` and the ``aura_mem_node`` script.
+
+With ``autostart`` (default) the node configures and activates itself; otherwise a lifecycle
+manager drives it. Ctrl-C / SIGTERM deactivates first, so the safe action goes out while the
+middleware is still up, then shuts down.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(args: list[str] | None = None) -> int:
+    # rclpy's own handler would shut the context down before we could publish the safe
+    # action; we take SIGINT/SIGTERM ourselves and stop in order.
+    rclpy.init(
+        args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from aura_mem_ros.ros.aura_node import AuraMemNode  # after init: imports message types
+
+    node = AuraMemNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    try:
+        if node.params.autostart and not node.autostart():
+            node.get_logger().error(
+                "autostart did not reach 'active'; staying up for "
+                "diagnostics and a lifecycle manager"
+            )
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # log, then stop in order like an interrupt
+        node.get_logger().fatal(f"unexpected error: {exc}")
+        code = 1
+    finally:
+        try:
+            node.trigger_shutdown()
+        except Exception as exc:  # already finalized, or the transition is not allowed
+            node.get_logger().debug(f"shutdown transition skipped: {exc}")
+        executor.remove_node(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

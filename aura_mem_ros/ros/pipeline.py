@@ -1,0 +1,278 @@
+"""Backbone -> AURA memory -> clamp, with persistence: the node's logic without rclpy.
+
+Thread model: ``step`` runs on the node's single inference worker; ``set_instruction`` and
+``reset`` come from executor callbacks. One lock guards the memory and the epoch counter;
+the slow backbone call runs outside it, so a reset never waits for an inference. A result
+computed across a reset or instruction change (epoch moved on) is discarded rather than
+written into the fresh memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aura_mem_ros.backbones.base import Backbone, Observation
+from aura_mem_ros.persistence import MemoryStore, RestoreResult, RestoreStatus, state_key
+from aura_mem_ros.ros.stats import NodeStats
+
+
+class InputRejectedError(Exception):
+    """An input the node refuses (counted under ``reason``; memory untouched)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class SupersededError(Exception):
+    """Memory was reset or the instruction changed while this step was computing."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    action: np.ndarray  # float32 (chunk_size, action_dim), clamped
+    wrote: bool
+    write_prob: float
+    latency_ms: float
+    clipped: bool
+    step: int  # 1-based index of this step since start-up
+    epoch: int
+    state: bytes | None  # the memory state after a write (for persistence), else None
+
+
+class ActionClamp:
+    """Per-dimension bounds; one value broadcasts to all dims; empty = no clamping."""
+
+    def __init__(self, low: Sequence[float], high: Sequence[float], action_dim: int) -> None:
+        if (len(low) == 0) != (len(high) == 0):
+            raise ValueError("action_min and action_max must both be set or both be empty")
+        self.enabled = len(low) > 0
+        if not self.enabled:
+            self.low = self.high = np.zeros(0, np.float32)
+            return
+        for label, seq in (("action_min", low), ("action_max", high)):
+            if len(seq) not in (1, action_dim):
+                raise ValueError(
+                    f"{label} has {len(seq)} values; give 1 or action_dim={action_dim}"
+                )
+        self.low = np.broadcast_to(np.asarray(low, np.float32), (action_dim,)).copy()
+        self.high = np.broadcast_to(np.asarray(high, np.float32), (action_dim,)).copy()
+        if not (np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))):
+            raise ValueError("action bounds must be finite")
+        if np.any(self.low > self.high):
+            raise ValueError(
+                f"action_min {self.low.tolist()} exceeds action_max {self.high.tolist()}"
+            )
+
+    def apply(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
+        if not self.enabled:
+            return action, False
+        clamped = np.clip(action, self.low, self.high)
+        return clamped, bool(np.any(clamped != action))
+
+
+def memory_identity(checkpoint: str, config: dict[str, Any], seed: int) -> str:
+    """Identifies the AURA weights: a state only makes sense for the layer that wrote it."""
+    h = hashlib.sha256()
+    directory = Path(checkpoint) if checkpoint else None
+    if directory is not None and directory.is_dir():
+        for name in ("aura.safetensors", "aura_config.json"):
+            if (directory / name).is_file():
+                h.update((directory / name).read_bytes())
+    else:
+        h.update(f"init:{seed}:{json.dumps(config, sort_keys=True)}".encode())
+    return h.hexdigest()[:16]
+
+
+def build_runtime(
+    backbone: Backbone, checkpoint: str, gate: str, threshold: float | None, seed: int
+) -> tuple[Any, str]:
+    """The core AuraRuntime for ``backbone`` and the memory's identity string."""
+    from aura_mem_ros.core.checkpoint import init_aura, load_aura
+    from aura_mem_ros.core.config import AuraConfig
+    from aura_mem_ros.core.runtime import AuraRuntime
+
+    if checkpoint:
+        layer = load_aura(checkpoint)
+        cfg = layer.config
+        want = (backbone.d_model, backbone.chunk_size, backbone.action_dim, backbone.discrete)
+        have = (cfg.d_model, cfg.chunk_size, cfg.action_dim, cfg.discrete)
+        if want != have:
+            raise ValueError(
+                f"aura_checkpoint {checkpoint} was trained for (d_model, chunk, "
+                f"action_dim, discrete)={have}, backbone {backbone.name} gives {want}"
+            )
+    else:
+        cfg = AuraConfig(
+            d_model=backbone.d_model,
+            chunk_size=backbone.chunk_size,
+            action_dim=backbone.action_dim,
+            discrete=backbone.discrete,
+        )
+        layer = init_aura(cfg, seed=seed)
+    runtime = AuraRuntime(layer, gate=gate, threshold=threshold, seed=seed)
+    ident = f"{backbone.model_id()}:{memory_identity(checkpoint, cfg.to_dict(), seed)}"
+    return runtime, ident
+
+
+class AuraPipeline:
+    def __init__(
+        self,
+        backbone: Backbone,
+        runtime: Any,
+        model_id: str,
+        stats: NodeStats,
+        clamp: ActionClamp,
+        store: MemoryStore | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.backbone = backbone
+        self.runtime = runtime
+        self.model_id = model_id
+        self.stats = stats
+        self.clamp = clamp
+        self.store = store
+        self._log = log
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._steps = 0
+        self._instruction: str | None = None
+        self.restore_result: RestoreResult | None = None
+        self.last_action: np.ndarray | None = None
+
+    @property
+    def kv_bytes_per_step(self) -> int:
+        """What a KV-cache over the same keys and values would add per step (fp32 K and V)."""
+        cfg = self.runtime.config
+        return (cfg.d_key + cfg.d_val) * 4
+
+    @property
+    def instruction(self) -> str | None:
+        return self._instruction
+
+    def set_instruction(self, text: str, on_change: str = "reset") -> str:
+        """Apply a new instruction; returns what happened (first | unchanged | reset | kept)."""
+        if not text.strip():
+            raise InputRejectedError(
+                "empty_instruction",
+                f"instruction is empty; keeping the current one ({self._instruction!r})",
+            )
+        with self._lock:
+            if text == self._instruction:
+                return "unchanged"
+            first = self._instruction is None
+            self._instruction = text
+            self._epoch += 1
+            key = state_key(self.model_id, text)
+            if first:
+                self._restore(key)
+                return "first"
+            if self.store is not None:
+                self.store.set_key(key)
+            if on_change == "keep":
+                return "kept"
+            self._reset_locked()
+            return "reset"
+
+    def reset(self) -> None:
+        """Clear memory (the reset_memory service). The state file is removed too."""
+        with self._lock:
+            self._epoch += 1
+            self._reset_locked()
+            if self.store is not None:
+                self.store.discard()
+
+    def _reset_locked(self) -> None:
+        self.runtime.reset()
+        self.backbone.reset()
+        self.stats.record_reset()
+
+    def _restore(self, key: bytes) -> None:
+        """Resume memory from the state file when it is valid for this model and instruction."""
+        if self.store is None:
+            return
+        result = self.store.restore(key)
+        if result.status is RestoreStatus.RESTORED and result.payload is not None:
+            try:
+                self.runtime.load_state_bytes(result.payload)
+            except ValueError as exc:
+                self.runtime.reset()
+                result = RestoreResult(
+                    RestoreStatus.CORRUPT, f"{result.message} but the memory refused it: {exc}"
+                )
+        self.restore_result = result
+        ok = result.status in (RestoreStatus.RESTORED, RestoreStatus.ABSENT)
+        self._log(
+            ("" if ok else "state file not used, starting with fresh memory: ") + result.message
+        )
+
+    def step(
+        self, images: Sequence[np.ndarray], proprio: np.ndarray | None, started: float | None = None
+    ) -> StepResult:
+        """One inference on the newest frame. Raises InputRejectedError / SupersededError."""
+        t0 = time.perf_counter() if started is None else started
+        with self._lock:
+            instruction, epoch = self._instruction, self._epoch
+        if instruction is None:
+            raise InputRejectedError(
+                "no_instruction",
+                "no instruction received yet (publish on "
+                "'instruction' or set the 'instruction' parameter)",
+            )
+        obs = Observation(tuple(images), instruction, proprio)
+        try:
+            out = self.backbone.step(obs)
+            features = np.asarray(out.features, np.float32)
+            base = np.asarray(out.action, np.float32)
+        except Exception as exc:  # any backbone failure must leave the node serving
+            raise InputRejectedError("backbone_error", f"{type(exc).__name__}: {exc}") from exc
+        b = self.backbone
+        if features.shape != (b.d_model,) or base.shape != (b.chunk_size, b.action_dim):
+            raise InputRejectedError(
+                "backbone_error",
+                f"backbone returned features {features.shape} "
+                f"and action {base.shape}, expected ({b.d_model},) and "
+                f"({b.chunk_size}, {b.action_dim})",
+            )
+        if not (np.all(np.isfinite(features)) and np.all(np.isfinite(base))):
+            raise InputRejectedError("backbone_error", "backbone returned NaN/inf")
+        with self._lock:
+            if epoch != self._epoch:
+                self.stats.record_superseded()
+                raise SupersededError()
+            try:
+                rs = self.runtime.select_action(features, base)
+                state = self.runtime.state_bytes() if rs.wrote else None
+            except Exception as exc:
+                raise InputRejectedError("memory_error", f"{type(exc).__name__}: {exc}") from exc
+            self._steps += 1
+            step = self._steps
+        action = np.asarray(rs.action, np.float32).reshape(b.chunk_size, b.action_dim)
+        clipped = False
+        if not b.discrete:  # clamping logits would change which action wins: never
+            action, clipped = self.clamp.apply(action)
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        self.stats.record_step(bool(rs.wrote), latency_ms, clipped)
+        self.last_action = action
+        return StepResult(
+            action, bool(rs.wrote), float(rs.write_prob), latency_ms, clipped, step, epoch, state
+        )
+
+    def persist(self, result: StepResult) -> None:
+        """Save the state written by ``result`` (call after publishing: the disk can wait)."""
+        if self.store is None or result.state is None:
+            return
+        with self._lock:
+            # A reset after the step must not be undone by saving the pre-reset memory.
+            if result.epoch == self._epoch:
+                self.store.record_write(result.state)

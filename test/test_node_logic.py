@@ -1,0 +1,235 @@
+"""The node's logic without ROS: pipeline, clamp, statistics and the diagnostics rules."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from aura_mem_ros.backbones import BackboneError, make_backbone
+from aura_mem_ros.persistence import MemoryStore, RestoreResult, RestoreStatus
+from aura_mem_ros.ros import diagnostics
+from aura_mem_ros.ros.pipeline import (
+    ActionClamp,
+    AuraPipeline,
+    InputRejectedError,
+    SupersededError,
+    build_runtime,
+)
+from aura_mem_ros.ros.stats import NodeStats
+
+
+def image(value: int) -> np.ndarray:
+    out = np.zeros((16, 16, 3), np.uint8)
+    out[..., value % 3] = 50 + value
+    return out
+
+
+def pipeline(gate: str = "always", store: MemoryStore | None = None, **toy) -> AuraPipeline:
+    backbone = make_backbone("toy", **toy)
+    runtime, model_id = build_runtime(backbone, "", gate, None, 0)
+    clamp = ActionClamp([], [], backbone.action_dim)
+    return AuraPipeline(
+        backbone, runtime, model_id, NodeStats(50, 1), clamp, store, log=lambda _: None
+    )
+
+
+def test_clamp_broadcast_per_dim_and_validation() -> None:
+    c = ActionClamp([-1.0], [1.0], 3)
+    out, clipped = c.apply(np.array([[0.5, 2.0, -3.0]], np.float32))
+    np.testing.assert_array_equal(out, [[0.5, 1.0, -1.0]])
+    assert clipped
+    assert not ActionClamp([-1, -2, -3], [1, 2, 3], 3).apply(np.zeros((2, 3)))[1]
+    assert not ActionClamp([], [], 3).enabled
+    for low, high in (([-1.0], []), ([-1.0, 0.0], [1.0, 1.0]), ([1.0], [-1.0])):
+        with pytest.raises(ValueError):
+            ActionClamp(low, high, 3)
+
+
+def test_rejections_leave_memory_untouched() -> None:
+    p = pipeline()
+    p.set_instruction("task")
+    fresh = p.runtime.state_bytes()
+
+    def broken(obs):
+        raise BackboneError("sensor fusion exploded")
+
+    original = p.backbone.step
+    p.backbone.step = broken
+    with pytest.raises(InputRejectedError) as err:
+        p.step([image(0)], None)
+    assert err.value.reason == "backbone_error" and "exploded" in err.value.message
+    p.backbone.step = lambda obs: replace(original(obs), action=np.full((2, 3), np.nan))
+    with pytest.raises(InputRejectedError, match="NaN"):
+        p.step([image(0)], None)
+    p.backbone.step = original
+    assert p.runtime.state_bytes() == fresh and p.stats.snapshot().steps == 0
+    result = p.step([image(0)], None)
+    assert result.wrote and p.runtime.state_bytes() != fresh
+
+
+def test_no_instruction_and_empty_instruction() -> None:
+    p = pipeline()
+    with pytest.raises(InputRejectedError) as err:
+        p.step([image(0)], None)
+    assert err.value.reason == "no_instruction"
+    p.set_instruction("task")
+    with pytest.raises(InputRejectedError) as err:
+        p.set_instruction("   ")
+    assert err.value.reason == "empty_instruction" and p.instruction == "task"
+
+
+def test_instruction_change_reset_or_keep() -> None:
+    p = pipeline()
+    assert p.set_instruction("a") == "first"
+    fresh = p.runtime.state_bytes()
+    p.step([image(1)], None)
+    written = p.runtime.state_bytes()
+    assert p.set_instruction("a") == "unchanged"
+    assert p.set_instruction("b", "keep") == "kept" and p.runtime.state_bytes() == written
+    assert p.set_instruction("c", "reset") == "reset" and p.runtime.state_bytes() == fresh
+
+
+def test_step_straddling_a_reset_is_discarded_and_not_persisted(tmp_path: Path) -> None:
+    store = MemoryStore(tmp_path / "s.bin", 4224)
+    p = pipeline(store=store)
+    p.set_instruction("task")
+    entered, release = threading.Event(), threading.Event()
+    original = p.backbone.step
+
+    def slow(obs):
+        entered.set()
+        release.wait(5)
+        return original(obs)
+
+    p.backbone.step = slow
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(_try_step(p)))
+    worker.start()
+    assert entered.wait(5)
+    p.reset()  # must not wait for the backbone
+    release.set()
+    worker.join(5)
+    assert isinstance(outcome[0], SupersededError)
+    assert p.stats.snapshot().superseded == 1 and not (tmp_path / "s.bin").exists()
+
+
+def _try_step(p: AuraPipeline) -> object:
+    try:
+        return p.step([image(0)], None)
+    except SupersededError as exc:
+        return exc
+
+
+def test_persist_only_after_gate_writes(tmp_path: Path) -> None:
+    for gate, expect_file in (("never", False), ("always", True)):
+        store = MemoryStore(tmp_path / f"{gate}.bin", 4224)
+        p = pipeline(gate, store)
+        p.set_instruction("task")
+        for i in range(3):
+            p.persist(p.step([image(i)], None))
+        assert (tmp_path / f"{gate}.bin").exists() is expect_file
+        assert store.flushes == (3 if expect_file else 0)
+
+
+def test_restore_on_first_instruction(tmp_path: Path) -> None:
+    path = tmp_path / "s.bin"
+    p1 = pipeline(store=MemoryStore(path, 4224))
+    p1.set_instruction("task")
+    p1.persist(p1.step([image(2)], None))
+    saved = p1.runtime.state_bytes()
+    p2 = pipeline(store=MemoryStore(path, 4224))
+    p2.set_instruction("task")
+    assert p2.restore_result.status is RestoreStatus.RESTORED
+    assert p2.runtime.state_bytes() == saved
+    p3 = pipeline(store=MemoryStore(path, 4224))
+    p3.set_instruction("another task")
+    assert p3.restore_result.status is RestoreStatus.MISMATCH
+    assert p3.runtime.state_bytes() != saved
+    p4 = pipeline(store=MemoryStore(path, 4224), d_model=8)  # another model
+    p4.set_instruction("task")
+    assert p4.restore_result.status is RestoreStatus.MISMATCH
+
+
+def test_stats_windows_and_warmup() -> None:
+    s = NodeStats(window=4, warmup_steps=1)
+    for i, wrote in enumerate([True, True, False, False, False, False]):
+        s.record_step(wrote, latency_ms=100.0 if i == 0 else 10.0, clipped=False)
+    snap = s.snapshot()
+    assert snap.steps == 6 and snap.writes == 2
+    assert snap.recent_write_rate == 0.0  # the last 4 steps wrote nothing
+    assert snap.latency_samples == 4 and snap.latency_p95_ms == pytest.approx(10.0)
+    s.record_rejected("bad_proprio", "nan")
+    s.record_rejected("backbone_error", "boom")
+    snap = s.snapshot()
+    assert snap.rejected_inputs == 2 and snap.consecutive_backbone_errors == 1
+    s.record_step(False, 1.0, False)
+    assert s.snapshot().consecutive_backbone_errors == 0
+    with pytest.raises(ValueError):
+        s.record_rejected("made_up", "x")
+
+
+def _diag_input(**kw) -> diagnostics.DiagInput:
+    stats = NodeStats(100, 0)
+    for _ in range(kw.pop("steps", 0)):
+        stats.record_step(kw.get("wrote", True), 5.0, False)
+    kw.pop("wrote", None)
+    base = dict(
+        stats=stats.snapshot(),
+        previous=None,
+        lifecycle_state="active",
+        backbone="toy",
+        model_id="m",
+        configure_error="",
+        state_bytes=4224,
+        kv_bytes_per_step=256,
+        file_bytes=4276,
+        write_rate_budget=0.25,
+        max_latency_ms=100.0,
+        flash_size_bytes=8 * 1024**3,
+        flash_pe_cycles=3000,
+        flash_write_amplification=1.0,
+    )
+    base.update(kw)
+    return diagnostics.DiagInput(**base)
+
+
+def _levels(d: diagnostics.DiagInput) -> dict[str, bytes]:
+    return {s.name: s.level for s in diagnostics.run_tasks(d)}
+
+
+def test_diagnostics_all_ok_when_quiet() -> None:
+    assert set(_levels(_diag_input()).values()) == {DiagnosticStatus.OK}
+
+
+def test_diagnostics_rules() -> None:
+    assert _levels(_diag_input(steps=30))["memory"] == DiagnosticStatus.WARN
+    assert _levels(_diag_input(steps=10))["memory"] == DiagnosticStatus.OK  # too few steps
+    assert _levels(_diag_input(steps=30, wrote=False))["memory"] == DiagnosticStatus.OK
+    assert _levels(_diag_input(steps=3, max_latency_ms=1.0))["latency"] == DiagnosticStatus.WARN
+    assert _levels(_diag_input(configure_error="x"))["backbone"] == DiagnosticStatus.ERROR
+    corrupt = RestoreResult(RestoreStatus.CORRUPT, "checksum mismatch")
+    d = _diag_input(state_file="/tmp/s", restore=corrupt)
+    assert _levels(d)["persistence"] == DiagnosticStatus.WARN
+    assert _levels(replace(d, flushes=1))["persistence"] == DiagnosticStatus.OK  # replaced
+    assert _levels(replace(d, persist_last_error="disk full"))["persistence"] == (
+        DiagnosticStatus.WARN
+    )
+
+
+def test_diagnostics_flash_projection_gated_vs_always() -> None:
+    stats = NodeStats(100, 0)
+    stats.set_active(True)
+    for i in range(70):
+        stats.record_step(i % 7 == 0, 5.0, False)  # 10 writes in 70 steps
+    snap = replace(stats.snapshot(), active_s=70.0)
+    d = _diag_input(stats=snap)
+    memory = {k: v for k, v in diagnostics.memory_task(d).values}
+    gated = float(memory["projected_flash_lifetime_years"])
+    always = float(memory["always_write_flash_lifetime_years"])
+    assert gated == pytest.approx(7 * always, rel=1e-4)  # reported to 6 digits
+    assert memory["kv_equivalent_bytes"] == str(70 * 256)
