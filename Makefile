@@ -74,13 +74,13 @@ clean:
 	rm -rf build _skbuild *.egg-info
 
 train-default: setup
-	$(PY) -m aura_mem_ros.training.train_default
+	nice -n 10 $(PY) -m aura_mem_ros.training.train_default
 
 bench-synthetic: setup
 	$(PY) scripts/bench_synthetic.py
 
 bench-closed-loop: setup
-	$(PY) scripts/bench_closed_loop.py
+	nice -n 10 $(PY) scripts/closed_loop_report.py
 
 bench-perf: setup
 	$(PY) scripts/bench_perf.py

@@ -9,15 +9,37 @@ from __future__ import annotations
 
 import signal
 import sys
+import traceback
 from types import FrameType
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _spin_through_errors(node: Node, executor: SingleThreadedExecutor) -> None:
+    """Spin until shutdown, surviving a bug in any one callback.
+
+    The exception is logged with its traceback and counted on /diagnostics (inputs status,
+    reason ``callback_error``), and serving goes on: a robot-facing node must not exit (and
+    stop publishing diagnostics) because one message hit an unexpected path.
+    """
+    while rclpy.ok():
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as exc:
+            node.get_logger().error(
+                f"callback raised {type(exc).__name__}: {exc}; still serving\n"
+                + traceback.format_exc()
+            )
+            node.stats.record_rejected("callback_error", f"{type(exc).__name__}: {exc}")
 
 
 def main(args: list[str] | None = None) -> int:
@@ -32,19 +54,15 @@ def main(args: list[str] | None = None) -> int:
     node = AuraMemNode()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    code = 0
     try:
         if node.params.autostart and not node.autostart():
             node.get_logger().error(
                 "autostart did not reach 'active'; staying up for "
                 "diagnostics and a lifecycle manager"
             )
-        executor.spin()
+        _spin_through_errors(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception as exc:  # log, then stop in order like an interrupt
-        node.get_logger().fatal(f"unexpected error: {exc}")
-        code = 1
     finally:
         try:
             node.trigger_shutdown()
@@ -53,7 +71,7 @@ def main(args: list[str] | None = None) -> int:
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
-    return code
+    return 0
 
 
 if __name__ == "__main__":

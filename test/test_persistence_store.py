@@ -108,3 +108,17 @@ def test_flash_lifetime_projection() -> None:
     assert math.isinf(flash_lifetime_s(size, pe, 0.0))
     with pytest.raises(ValueError):
         flash_lifetime_s(0, pe, bps)
+
+
+def test_restore_removes_temp_files_orphaned_by_a_crash(tmp_path: Path) -> None:
+    store = MemoryStore(tmp_path / "s.bin", N)
+    store.restore(KEY)
+    store.record_write(state(3))
+    # what a kill -9 inside write_atomic leaves behind, from two earlier crashed processes
+    for pid in (111, 222):
+        (tmp_path / f".s.bin.tmp.{pid}").write_bytes(b"half a state")
+    unrelated = tmp_path / ".other.bin.tmp.111"
+    unrelated.write_bytes(b"not ours")
+    restored = MemoryStore(tmp_path / "s.bin", N).restore(KEY)
+    assert restored.payload == state(3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.bin.tmp.111", "s.bin"]

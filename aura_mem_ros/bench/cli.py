@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synthetic": ("aura_mem_ros.bench.synthetic", "the controlled synthetic memory benchmark"),
     "closed-loop": ("aura_mem_ros.bench.closed_loop", "MiniGrid-Memory closed-loop panel"),
     "perf": ("aura_mem_ros.bench.perf", "per-step latency, node latency and memory"),
+    "faults": ("aura_mem_ros.bench.faults", "inject every fault of the reliability table"),
 }
 
 

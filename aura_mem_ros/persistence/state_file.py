@@ -129,6 +129,23 @@ def write_atomic(path: str | os.PathLike[str], blob: bytes) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temps(path: str | os.PathLike[str]) -> int:
+    """Delete temp files that a crash inside ``write_atomic`` left beside ``path``.
+
+    Only one process owns a state file, so at restore time any temp file is an orphan; without
+    this every kill during a write would leave one more file behind, forever.
+    """
+    target = Path(path)
+    removed = 0
+    for orphan in target.parent.glob(f".{target.name}.tmp.*"):
+        try:
+            orphan.unlink()
+            removed += 1
+        except OSError:
+            pass  # not ours to delete, or already gone: the restore itself is what matters
+    return removed
+
+
 def read_state(path: str | os.PathLike[str], key: bytes, expected_len: int) -> RestoreResult:
     """Read and validate a state file; never raises."""
     target = Path(path)

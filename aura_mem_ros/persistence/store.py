@@ -19,6 +19,7 @@ from aura_mem_ros.persistence.state_file import (
     RestoreResult,
     encode_state,
     read_state,
+    remove_stale_temps,
     write_atomic,
 )
 
@@ -67,6 +68,7 @@ class MemoryStore:
         with self._lock:
             self._key = key
             self._pending = None
+        remove_stale_temps(self.path)
         return read_state(self.path, key, self.state_len)
 
     def set_key(self, key: bytes) -> None:

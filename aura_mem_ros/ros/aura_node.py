@@ -22,9 +22,16 @@ import numpy as np
 import torch
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import (
+    PublisherEventCallbacks,
+    QoSOfferedIncompatibleQoSInfo,
+    QoSRequestedIncompatibleQoSInfo,
+    SubscriptionEventCallbacks,
+)
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
+from rclpy.qos import QoSPolicyKind
 from rclpy.service import Service
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
@@ -70,6 +77,8 @@ class AuraMemNode(LifecycleNode):
         self._latest_wrist: Image | CompressedImage | None = None
         self._latest_proprio: JointState | None = None
         self._last_log: dict[str, float] = {}
+        self._last_frame_monotonic = time.monotonic()
+        self._qos_problems: list[str] = []  # "topic: POLICY", reported on /diagnostics
         self._prev_snapshot = None
         self._entities: list[Any] = []  # created in configure, destroyed in cleanup
         self._stats_timer = None
@@ -137,6 +146,7 @@ class AuraMemNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start serving frames (subscriptions exist since configure; callbacks check this)."""
         self._active = True
+        self._last_frame_monotonic = time.monotonic()  # the dropout clock starts at activation
         self._state_label = "active"
         self.stats.set_active(True)
         self.get_logger().info(
@@ -203,23 +213,51 @@ class AuraMemNode(LifecycleNode):
         image_type = CompressedImage if p.use_compressed else Image
         suffix = "/compressed" if p.use_compressed else ""
         cam = qos.camera_qos()
+        events = self._qos_event_callbacks
         subs = [
-            self.create_subscription(image_type, "image" + suffix, self._on_image, cam),
             self.create_subscription(
-                String, "instruction", self._on_instruction, qos.instruction_qos()
+                image_type,
+                "image" + suffix,
+                self._on_image,
+                cam,
+                event_callbacks=events("image" + suffix),
+            ),
+            self.create_subscription(
+                String,
+                "instruction",
+                self._on_instruction,
+                qos.instruction_qos(),
+                event_callbacks=events("instruction"),
             ),
         ]
         if p.use_wrist_image:
             subs.append(
                 self.create_subscription(
-                    image_type, "wrist_image" + suffix, self._on_wrist_image, cam
+                    image_type,
+                    "wrist_image" + suffix,
+                    self._on_wrist_image,
+                    cam,
+                    event_callbacks=events("wrist_image" + suffix),
                 )
             )
         if p.use_proprio:
             subs.append(
-                self.create_subscription(JointState, "proprio", self._on_proprio, qos.proprio_qos())
+                self.create_subscription(
+                    JointState,
+                    "proprio",
+                    self._on_proprio,
+                    qos.proprio_qos(),
+                    event_callbacks=events("proprio"),
+                )
             )
-        self._action_pub = self.create_publisher(AuraAction, "~/action", qos.action_qos())
+        self._action_pub = self.create_publisher(
+            AuraAction,
+            "~/action",
+            qos.action_qos(),
+            event_callbacks=PublisherEventCallbacks(
+                incompatible_qos=lambda info: self._on_incompatible_qos("~/action", info)
+            ),
+        )
         self._stats_pub = self.create_publisher(MemoryStats, "~/stats", qos.stats_qos())
         self._rate_pub = self.create_publisher(Float32, "~/write_rate", qos.stats_qos())
         self._writes_pub = self.create_publisher(UInt64, "~/writes_total", qos.stats_qos())
@@ -238,6 +276,25 @@ class AuraMemNode(LifecycleNode):
             self._reset_srv,
             self._stats_timer,
         ]
+
+    def _qos_event_callbacks(self, topic: str) -> SubscriptionEventCallbacks:
+        return SubscriptionEventCallbacks(
+            incompatible_qos=lambda info: self._on_incompatible_qos(topic, info)
+        )
+
+    def _on_incompatible_qos(
+        self, topic: str, info: QoSRequestedIncompatibleQoSInfo | QoSOfferedIncompatibleQoSInfo
+    ) -> None:
+        """A peer on ``topic`` has QoS we cannot talk to: nothing will flow, so say it loudly
+        (logged once per topic and policy, WARN on /diagnostics while the node lives)."""
+        policy = QoSPolicyKind(info.last_policy_kind).name
+        text = f"{topic}: {policy}"
+        if text not in self._qos_problems:
+            self._qos_problems.append(text)
+            self.get_logger().warning(
+                f"a peer on '{topic}' has incompatible QoS ({policy}); no messages will flow "
+                "between them"
+            )
 
     def _teardown(self) -> None:
         self._idle.wait(timeout=5.0)
@@ -263,6 +320,7 @@ class AuraMemNode(LifecycleNode):
         """Hand the newest frame to the worker, or count it as dropped if the worker is busy."""
         if not self._active or self.pipeline is None:
             return
+        self._last_frame_monotonic = time.monotonic()
         with self._busy_lock:
             if self._busy:
                 self.stats.record_dropped()
@@ -327,8 +385,16 @@ class AuraMemNode(LifecycleNode):
             pipeline.store.poll()
         snap = self.stats.snapshot()
         p = self.params
+        silence = time.monotonic() - self._last_frame_monotonic if self._active else None
         d = diagnostics.collect(
-            snap, self._prev_snapshot, pipeline, p, self._state_label, self.configure_error
+            snap,
+            self._prev_snapshot,
+            pipeline,
+            p,
+            self._state_label,
+            self.configure_error,
+            camera_silence_s=silence,
+            qos_problems=tuple(self._qos_problems),
         )
         self._prev_snapshot = snap
         statuses = diagnostics.run_tasks(d)
@@ -446,15 +512,20 @@ class AuraMemNode(LifecycleNode):
             self._log_throttled(rej.reason, f"input rejected ({rej.reason}): {rej.message}")
             return
         if what != "unchanged":
-            self.get_logger().info(f"instruction {text!r} ({what})")
+            # Throttled: a publisher flooding alternating instructions must not flood the log.
+            self._log_throttled("instruction", f"instruction {text!r} ({what})", info=True)
 
     def _flush_state(self) -> None:
         pipeline = self.pipeline
         if pipeline is not None and pipeline.store is not None:
             pipeline.store.flush()
 
-    def _log_throttled(self, key: str, text: str) -> None:
+    def _log_throttled(self, key: str, text: str, info: bool = False) -> None:
         now = time.monotonic()
         if now - self._last_log.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
             self._last_log[key] = now
-            self.get_logger().warning(text)
+            # rclpy refuses two severities from one call site, hence two calls.
+            if info:
+                self.get_logger().info(text)
+            else:
+                self.get_logger().warning(text)

@@ -60,6 +60,11 @@ class DiagInput:
     restore: RestoreResult | None = None
     instruction: str | None = None
     dry_run: bool = False
+    # Seconds without any camera frame while active (None when not serving), and the bound.
+    camera_silence_s: float | None = None
+    camera_timeout_s: float = 0.0
+    # "topic: POLICY" for every endpoint whose peer offered/requested incompatible QoS.
+    qos_problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,19 @@ def inputs_task(d: DiagInput) -> Status:
     values += [(f"rejected_{k}", str(v)) for k, v in sorted(s.rejected_by_reason.items())]
     if s.last_rejection:
         values.append(("last_rejection", s.last_rejection))
+    if d.camera_silence_s is not None:
+        values.append(("seconds_since_camera_frame", _fmt(d.camera_silence_s)))
+    values += [(f"incompatible_qos_{i}", text) for i, text in enumerate(d.qos_problems)]
     problems = []
+    if d.qos_problems:
+        # A QoS mismatch is otherwise silent: the subscriber simply never receives anything.
+        problems.append("incompatible QoS: " + "; ".join(d.qos_problems))
+    if (
+        d.camera_silence_s is not None
+        and d.camera_timeout_s > 0
+        and d.camera_silence_s > d.camera_timeout_s
+    ):
+        problems.append(f"no camera frame for {d.camera_silence_s:.1f} s (camera dropout?)")
     if new_stale > 0:
         problems.append(f"{new_stale} stale frame(s)")
     if new_rejected > 0:
@@ -209,6 +226,8 @@ def collect(
     params: NodeParams,
     lifecycle_state: str,
     configure_error: str,
+    camera_silence_s: float | None = None,
+    qos_problems: tuple[str, ...] = (),
 ) -> DiagInput:
     """Gather what the tasks judge from the node's parts (any of which may be absent)."""
     store = pipeline.store if pipeline else None
@@ -238,6 +257,9 @@ def collect(
         restore=pipeline.restore_result if pipeline else None,
         instruction=pipeline.instruction if pipeline else None,
         dry_run=params.dry_run,
+        camera_silence_s=camera_silence_s,
+        camera_timeout_s=params.camera_timeout_s,
+        qos_problems=qos_problems,
     )
 
 

@@ -143,6 +143,13 @@ SPECS: tuple[ParamSpec, ...] = (
         range=(0.001, 3600.0),
     ),
     ParamSpec(
+        "camera_timeout_s",
+        2.0,
+        "WARN on /diagnostics when no camera frame arrived for this long while active "
+        "(camera dropout, or frames too large for the transport); 0 = off.",
+        range=(0.0, 3600.0),
+    ),
+    ParamSpec(
         "max_image_pixels",
         3840 * 2160,
         "Images with more pixels (width x height) are rejected.",
@@ -260,6 +267,7 @@ class NodeParams:
     proprio_joint_names: list[str]
     proprio_fields: str
     max_obs_age_s: float
+    camera_timeout_s: float
     max_image_pixels: int
     dry_run: bool
     action_min: list[float]

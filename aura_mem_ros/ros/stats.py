@@ -27,6 +27,7 @@ REASONS = (
     "no_instruction",  # a frame arrived before any instruction
     "backbone_error",  # the backbone raised or returned non-finite output
     "memory_error",  # the AURA runtime raised
+    "callback_error",  # any other exception that reached the executor (a bug; logged)
 )
 
 
