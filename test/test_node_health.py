@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from test_node_support import Rig, rig_fixture
 
@@ -54,3 +55,38 @@ def test_empty_instruction_after_a_change_keeps_the_node_alive(make_rig) -> None
     assert rig.node.pipeline.instruction == "close the drawer"
     assert rig.node.stats.snapshot().rejected_by_reason["empty_instruction"] == 2
     rig.send(rig.image(3), expect_action=True)
+
+
+def _spy_proprio(rig: Rig) -> list:
+    seen: list = []
+    original = rig.node.pipeline.backbone.step
+    rig.node.pipeline.backbone.step = lambda obs: (seen.append(obs.proprio), original(obs))[1]
+    return seen
+
+
+def test_frame_waits_for_the_joint_state_with_its_stamp(make_rig) -> None:
+    rig: Rig = make_rig(use_proprio=True, backbone_args='{"d_model": 16, "proprio_dim": 1}')
+    rig.start()
+    seen = _spy_proprio(rig)
+    old = JointState(name=["j"], position=[1.0])
+    old.header.stamp = rig.now()
+    rig.proprio_pub.publish(old)
+    assert rig.spin_until(lambda: rig.node._latest_proprio is not None)
+    frame = rig.image(5)
+    # The frame is delivered first; its joint state (same stamp) only afterwards.
+    rig.image_pub.publish(frame)
+    matching = JointState(name=["j"], position=[2.0])
+    matching.header.stamp = frame.header.stamp
+    rig.proprio_pub.publish(matching)
+    assert rig.spin_until(lambda: len(rig.actions) == 1)
+    assert [p.tolist() for p in seen] == [[2.0]]
+
+
+def test_unstamped_joint_states_are_taken_as_they_are(make_rig) -> None:
+    rig: Rig = make_rig(use_proprio=True, backbone_args='{"d_model": 16, "proprio_dim": 1}')
+    rig.start()
+    seen = _spy_proprio(rig)
+    rig.proprio_pub.publish(JointState(name=["j"], position=[3.0]))  # stamp left at zero
+    assert rig.spin_until(lambda: rig.node._latest_proprio is not None)
+    rig.send(rig.image(6), expect_action=True)
+    assert [p.tolist() for p in seen] == [[3.0]]

@@ -58,6 +58,10 @@ NODE_NAME = "aura_mem"
 LOG_EVERY_S = 1.0  # per rejection reason, so a broken camera cannot flood the log
 
 
+def _stamp_ns(stamp: TimeMsg) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 class AuraMemNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -436,6 +440,7 @@ class AuraMemNode(LifecycleNode):
                 images.append(message_to_rgb(wrist, p.max_image_pixels))
             proprio = None
             if p.use_proprio:
+                proprio_msg = self._await_proprio(proprio_msg, msg.header.stamp)
                 if proprio_msg is None:
                     raise InputRejectedError("missing_proprio", "no JointState received on proprio")
                 # Many joint-state publishers leave the stamp unset: only a set one is checked.
@@ -464,6 +469,23 @@ class AuraMemNode(LifecycleNode):
             with self._busy_lock:
                 self._busy = False
                 self._idle.set()
+
+    def _await_proprio(self, current: JointState | None, frame_stamp: TimeMsg) -> JointState | None:
+        """The joint state that goes with a frame: when both are stamped and the newest joint
+        state is older than the frame, wait up to ``proprio_sync_s`` for a newer one.
+
+        The executor delivers the image and the joint state of one instant in subscription
+        order, so without this the policy would often see the PREVIOUS step's joints.
+        """
+        deadline = time.monotonic() + self.params.proprio_sync_s
+        frame_ns = _stamp_ns(frame_stamp)
+        while current is not None and frame_ns > 0:
+            joint_ns = _stamp_ns(current.header.stamp)
+            if joint_ns == 0 or joint_ns >= frame_ns or time.monotonic() >= deadline:
+                break
+            time.sleep(0.001)
+            current = self._latest_proprio
+        return current
 
     def _is_stale(self, what: str, stamp: TimeMsg, now_ns: int) -> bool:
         """Count and log an input older than ``max_obs_age_s`` (or unstamped); True if so."""

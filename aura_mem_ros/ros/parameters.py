@@ -143,8 +143,15 @@ SPECS: tuple[ParamSpec, ...] = (
         range=(0.001, 3600.0),
     ),
     ParamSpec(
+        "proprio_sync_s",
+        0.05,
+        "When frame and joint state are both stamped and the newest joint state is older "
+        "than the frame, wait up to this long for the matching one (0 = take the newest).",
+        range=(0.0, 1.0),
+    ),
+    ParamSpec(
         "camera_timeout_s",
-        2.0,
+        1.0,
         "WARN on /diagnostics when no camera frame arrived for this long while active "
         "(camera dropout, or frames too large for the transport); 0 = off.",
         range=(0.0, 3600.0),
@@ -268,6 +275,7 @@ class NodeParams:
     proprio_fields: str
     max_obs_age_s: float
     camera_timeout_s: float
+    proprio_sync_s: float
     max_image_pixels: int
     dry_run: bool
     action_min: list[float]
