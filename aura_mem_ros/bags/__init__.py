@@ -1,0 +1,1 @@
+"""Recording, reading and recovering ROS 2 bags of the AURA-Mem node's topics."""

@@ -1,0 +1,1 @@
+"""Fitting the AURA layer to a robot from recorded bags (aura-mem-train)."""

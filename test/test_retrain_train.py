@@ -1,0 +1,158 @@
+"""aura-mem-train on a bag of simulated MiniGrid episodes with expert target actions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aura_mem_ros.retrain.cli import main
+from aura_mem_ros.retrain.simbag import write_sim_bag
+
+pytestmark = pytest.mark.timeout(120)
+BUDGET = 0.2
+
+
+def test_train_lowers_validation_error_within_budget_and_node_loads_it(tmp_path) -> None:
+    bag = tmp_path / "sim_bag"
+    counts = write_sim_bag(bag, episodes=40, env_id="MiniGrid-MemoryS9-v0", seed=0)
+    assert counts["episodes"] == 40
+    out = tmp_path / "aura_robot"
+    rc = main(
+        [
+            "--bags",
+            str(bag),
+            "--out",
+            str(out),
+            "--backbone",
+            "mini",
+            "--budget",
+            str(BUDGET),
+            "--max-iterations",
+            "150",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["data"]["target_topic"] == "/expert/action"  # found automatically
+    assert card["data"]["val_episodes"] == 8 and card["data"]["train_episodes"] == 32
+    before, after = card["validation"]["before"], card["validation"]["after"]
+    # The untrained layer writes every step (its gate starts open) and reproduces the base
+    # policy; the trained one must be better on held-out episodes at a fraction of the writes.
+    assert before["write_rate"] == pytest.approx(1.0)
+    assert after["loss"] < before["loss"] - 0.01, (before, after)
+    assert after["accuracy"] >= before["accuracy"] - 0.1  # CE is the error; argmax is noisy
+    assert after["write_rate"] <= BUDGET + 1.0 / card["data"]["val_steps"]
+    assert card["meets_budget"]
+    # The node runs the layer at the threshold calibrated to the budget, stored in its config.
+    saved = json.loads((out / "aura_config.json").read_text())["threshold"]
+    assert card["threshold"] == pytest.approx(saved, abs=1e-6)
+    assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    # What the node does with -p aura_checkpoint:=OUT -p backbone:=mini.
+    from aura_mem_ros.backbones import make_backbone
+    from aura_mem_ros.ros.pipeline import build_runtime
+
+    runtime, _ = build_runtime(make_backbone("mini"), str(out), "learned", None, 0)
+    assert runtime.config.target_write_rate == BUDGET
+    base = np.zeros((1, 7), np.float32)
+    step = runtime.select_action(np.zeros(runtime.config.d_model, np.float32), base)
+    assert step.action.shape == (1, 7)
+
+
+def test_missing_target_topic_is_a_clear_error(tmp_path, capsys) -> None:
+    bag = tmp_path / "sim_bag"
+    write_sim_bag(bag, episodes=3, env_id="MiniGrid-MemoryS7-v0")
+    rc = main(
+        [
+            "--bags",
+            str(bag),
+            "--out",
+            str(tmp_path / "o"),
+            "--backbone",
+            "mini",
+            "--target-topic",
+            "/teleop/action",
+            "--quiet",
+        ]
+    )
+    assert rc == 2
+    assert "/teleop/action" in capsys.readouterr().err
+
+
+def test_continuous_backbone_learns_teleop_correction(tmp_path) -> None:
+    """A continuous (chunked) backbone with teleoperation targets on /teleop/action: the
+    operator's action is the base action plus an offset the base policy never produces. The
+    residual head must learn it (validation L1 falls) within the write budget."""
+    from aura_mem_ros.backbones import Observation, make_backbone
+    from aura_mem_ros.bags.types import make_typestore
+    from aura_mem_ros.bags.writer import SplitBagWriter, TopicSpec
+
+    ts = make_typestore()
+    types = {
+        "/image": "sensor_msgs/msg/Image",
+        "/instruction": "std_msgs/msg/String",
+        "/teleop/action": "aura_mem_ros/msg/AuraAction",
+    }
+    writer = SplitBagWriter(tmp_path / "teleop_bag")
+    for topic, t in types.items():
+        writer.add_topic(
+            TopicSpec(topic, t, ts.generate_msgdef(t, ros_version=2)[0], ts.hash_rihs01(t))
+        )
+    backbone = make_backbone("toy", d_model=16)
+    rng = np.random.default_rng(0)
+    t_ns = 1_800_000_000 * 10**9
+
+    def write(topic: str, msg: object) -> None:
+        writer.write(topic, t_ns, bytes(ts.serialize_cdr(msg, types[topic])))
+
+    write("/instruction", ts.types["std_msgs/msg/String"]("wipe the table"))
+    for _ in range(20):  # episodes, separated by a 3 s gap in the camera stream
+        for _ in range(10):
+            img = rng.integers(0, 256, (24, 32, 3)).astype(np.uint8)
+            stamp = ts.types["builtin_interfaces/msg/Time"](t_ns // 10**9, t_ns % 10**9)
+            header = ts.types["std_msgs/msg/Header"](stamp, "cam")
+            write(
+                "/image",
+                ts.types["sensor_msgs/msg/Image"](header, 24, 32, "rgb8", 0, 96, img.reshape(-1)),
+            )
+            base = backbone.step(Observation((img,), "wipe the table")).action
+            target = (base + np.array([0.5, -0.3, 0.2], np.float32)).astype(np.float32)
+            write(
+                "/teleop/action",
+                ts.types["aura_mem_ros/msg/AuraAction"](
+                    header, target.reshape(-1), 2, 3, False, 0.0, 0, 0.0
+                ),
+            )
+            t_ns += 100_000_000
+        t_ns += 3 * 10**9
+    writer.close()
+
+    out = tmp_path / "aura_toy"
+    rc = main(
+        [
+            "--bags",
+            str(tmp_path / "teleop_bag"),
+            "--out",
+            str(out),
+            "--backbone",
+            "toy",
+            "--backbone-args",
+            '{"d_model": 16}',
+            "--budget",
+            "0.1",
+            "--max-iterations",
+            "100",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["data"]["target_topic"] == "/teleop/action"
+    assert card["data"]["episodes"] == 20
+    before, after = card["validation"]["before"], card["validation"]["after"]
+    assert before["l1"] == pytest.approx(1.0 / 3.0, abs=1e-4)  # |0.5|+|0.3|+|0.2| over 3 dims
+    assert after["l1"] < 0.5 * before["l1"], (before, after)
+    assert after["write_rate"] <= 0.1 + 1.0 / card["data"]["val_steps"]
