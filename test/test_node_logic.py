@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from aura_mem_ros.backbones import BackboneError, make_backbone
@@ -233,3 +234,26 @@ def test_diagnostics_flash_projection_gated_vs_always() -> None:
     always = float(memory["always_write_flash_lifetime_years"])
     assert gated == pytest.approx(7 * always, rel=1e-4)  # reported to 6 digits
     assert memory["kv_equivalent_bytes"] == str(70 * 256)
+
+
+def test_bundled_checkpoint_is_the_backbones_shipped_layer() -> None:
+    from aura_mem_ros.backbones import make_backbone
+    from aura_mem_ros.core.checkpoint import load_aura
+
+    mini = make_backbone("mini")
+    shipped = mini.bundled_aura_checkpoint()
+    assert shipped is not None
+    runtime, ident = build_runtime(mini, "bundled", "learned", None, 0)
+    want = load_aura(shipped).state_dict()
+    got = runtime.layer.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert ident == build_runtime(mini, shipped, "learned", None, 0)[1]
+    assert ident != build_runtime(mini, "", "learned", None, 0)[1]  # untrained differs
+    # A backbone that ships no layer gets the untrained one (actions = the backbone's).
+    toy = make_backbone("toy", d_model=8)
+    assert toy.bundled_aura_checkpoint() is None
+    assert (
+        build_runtime(toy, "bundled", "learned", None, 0)[1]
+        == build_runtime(toy, "", "learned", None, 0)[1]
+    )

@@ -61,6 +61,10 @@ class Backbone(ABC):
     def step(self, obs: Observation) -> BackboneOutput:
         """Map one observation to features and the base action chunk."""
 
+    def bundled_aura_checkpoint(self) -> str | None:
+        """The AURA layer shipped for these exact weights (``aura_checkpoint: bundled``), if any."""
+        return None
+
     def model_id(self) -> str:
         """A stable identifier of the weights, used to refuse a state file from another model."""
         return hashlib.sha256(self.name.encode()).hexdigest()[:16]

@@ -141,7 +141,8 @@ class AuraMemNode(LifecycleNode):
         self._create_endpoints()
         self._state_label = "inactive"
         self.get_logger().info(
-            f"configured: backbone={p.backbone} model_id={model_id} gate={p.gate} "
+            f"configured: backbone={p.backbone} aura_checkpoint={p.aura_checkpoint!r} "
+            f"model_id={model_id} gate={p.gate} "
             f"state={runtime.state_nbytes} B d_model={backbone.d_model} "
             f"action={backbone.chunk_size}x{backbone.action_dim}"
         )

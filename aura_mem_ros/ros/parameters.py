@@ -55,9 +55,10 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "aura_checkpoint",
-        "",
-        "Directory with aura.safetensors + aura_config.json; "
-        "empty = untrained layer (its residual is zero, so actions equal the backbone's).",
+        "bundled",
+        "Directory with aura.safetensors + aura_config.json; 'bundled' = the layer shipped "
+        "with the backbone (mini has one; others fall back to untrained); empty = untrained "
+        "layer (its residual is zero, so actions equal the backbone's).",
         read_only=True,
     ),
     ParamSpec(

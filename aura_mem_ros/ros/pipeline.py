@@ -94,14 +94,23 @@ def memory_identity(checkpoint: str, config: dict[str, Any], seed: int) -> str:
     return h.hexdigest()[:16]
 
 
+BUNDLED = "bundled"  # aura_checkpoint value: the AURA layer shipped with the backbone, if any
+
+
 def build_runtime(
     backbone: Backbone, checkpoint: str, gate: str, threshold: float | None, seed: int
 ) -> tuple[Any, str]:
-    """The core AuraRuntime for ``backbone`` and the memory's identity string."""
+    """The core AuraRuntime for ``backbone`` and the memory's identity string.
+
+    ``checkpoint``: a directory, ``"bundled"`` (the backbone's shipped layer; an untrained one
+    when it ships none), or ``""`` (untrained: residual zero, actions = the backbone's).
+    """
     from aura_mem_ros.core.checkpoint import init_aura, load_aura
     from aura_mem_ros.core.config import AuraConfig
     from aura_mem_ros.core.runtime import AuraRuntime
 
+    if checkpoint == BUNDLED:
+        checkpoint = backbone.bundled_aura_checkpoint() or ""
     if checkpoint:
         layer = load_aura(checkpoint)
         cfg = layer.config

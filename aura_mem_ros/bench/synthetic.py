@@ -1,0 +1,208 @@
+"""``aura-mem-bench synthetic``: every method on the controlled synthetic task, same data.
+
+Per seed: AURA trains against its write budget (``--budget`` x the oracle's write rate); its
+measured write rate on the test set then sets the budget of the matched methods (random and
+periodic run at that rate; the reconstruction and similarity gates are calibrated to it).
+Every method sees the same training batches (same generator seed) and the same test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aura_mem_ros.core.baselines import METHODS
+from aura_mem_ros.core.config import AuraConfig
+from aura_mem_ros.core.synthetic import CONFIGS, SyntheticConfig, generate
+from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, evaluate, train_aura
+
+QUICK = {"iterations": 60, "batch_size": 32, "eval_sequences": 128}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="medium")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    parser.add_argument("--quick", action="store_true", help="smoke-test size (<= 2 min)")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    parser.add_argument("--iterations", type=int, default=None, help="override training batches")
+    parser.add_argument(
+        "--budget", type=float, default=1.25, help="AURA's write budget, x the oracle's rate"
+    )
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _model(name: str, task: SyntheticConfig, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = AuraConfig(
+        d_model=task.d_model, chunk_size=1, action_dim=task.n_classes, discrete=True
+    )
+    return METHODS[name].build(config)
+
+
+def run_seed(
+    task: SyntheticConfig, seed: int, methods: list[str], budget: float, progress: bool
+) -> dict[str, dict[str, float]]:
+    test = generate(task, task.eval_sequences, torch.Generator().manual_seed(10_000 + seed))
+    calib = generate(task, 128, torch.Generator().manual_seed(20_000 + seed))
+    results: dict[str, dict[str, float]] = {}
+    aura_rate = budget * task.oracle_write_rate  # replaced by AURA's measured rate below
+    # AURA first: its measured rate is the matched methods' budget.
+    order = sorted(methods, key=lambda m: METHODS[m].budget != "learned")
+    for name in order:
+        method = METHODS[name]
+        model = _model(name, task, seed)
+        stream = torch.Generator().manual_seed(seed)
+        target = budget * task.oracle_write_rate if method.budget == "learned" else aura_rate
+        train_cfg = TrainConfig(
+            iterations=task.iterations,
+            target_write_rate=target if method.budget != "none" else None,
+            progress=progress,
+            desc=f"{task.name} seed {seed} {name}",
+            seed=seed,
+        )
+        start = time.perf_counter()
+        trained = train_aura(
+            model,
+            lambda i, g=stream: generate(task, task.batch_size, g),
+            train_cfg,
+            gate=method.gate,
+        )
+        threshold = trained.threshold
+        if method.budget == "matched" and method.gate in ("reconstruction", "similarity"):
+            threshold = calibrate_threshold(model, [calib], aura_rate, gate=method.gate)
+        seconds = time.perf_counter() - start
+        model.eval()
+        ev = evaluate(
+            model,
+            test,
+            gate=method.gate,
+            threshold=threshold,
+            score_mask=test.query_mask,
+            seed=seed,
+        )
+        ev["train_seconds"] = seconds
+        if method.budget == "learned":
+            aura_rate = ev["write_rate"]
+            with torch.no_grad():
+                out = model.forward_sequence(test.features, test.base_actions, gate=method.gate)
+            ev["write_rate_events"] = float(out.writes[test.event_mask].mean())
+            ev["write_rate_distractors"] = float(out.writes[test.distractor_mask].mean())
+            ev["write_rate_queries"] = float(out.writes[test.query_mask].mean())
+        results[name] = ev
+        print(
+            f"{task.name} seed {seed} {name}: accuracy {ev['accuracy']:.3f}, "
+            f"writes/seq {ev['writes_per_seq']:.2f}, {seconds:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return results
+
+
+def summarise(task: SyntheticConfig, per_seed: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    for name in per_seed[0]:
+        runs = [r[name] for r in per_seed]
+        acc = [r["accuracy"] for r in runs]
+        entry = {
+            "accuracy_mean": statistics.fmean(acc),
+            "accuracy_std": statistics.pstdev(acc) if len(acc) > 1 else 0.0,
+            "writes_per_seq": statistics.fmean(r["writes_per_seq"] for r in runs),
+            "steps_per_seq": runs[0]["steps_per_seq"],
+            "accuracy_per_seed": acc,
+            "writes_per_seq_per_seed": [r["writes_per_seq"] for r in runs],
+            "train_seconds": statistics.fmean(r["train_seconds"] for r in runs),
+        }
+        for key in ("write_rate_events", "write_rate_distractors", "write_rate_queries"):
+            if key in runs[0]:
+                entry[key] = statistics.fmean(r[key] for r in runs)
+        methods[name] = entry
+    return methods
+
+
+def checks(methods: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, evaluated on this run (absent methods are skipped)."""
+    out: dict[str, Any] = {}
+    if "aura" not in methods:
+        return out
+    aura = methods["aura"]
+    o1 = [methods[m]["accuracy_mean"] for m in ("always_fast_weight", "gru") if m in methods]
+    if o1:
+        out["accuracy_gap_vs_best_o1_pts"] = 100 * (aura["accuracy_mean"] - max(o1))
+    if "always_fast_weight" in methods and aura["writes_per_seq"] > 0:
+        out["write_reduction_vs_always"] = (
+            methods["always_fast_weight"]["writes_per_seq"] / aura["writes_per_seq"]
+        )
+    if "oracle" in methods and methods["oracle"]["writes_per_seq"] > 0:
+        out["writes_vs_oracle"] = aura["writes_per_seq"] / methods["oracle"]["writes_per_seq"]
+    for m in ("random", "periodic", "reconstruction", "similarity"):
+        if m in methods:
+            out[f"aura_minus_{m}_pts"] = 100 * (aura["accuracy_mean"] - methods[m]["accuracy_mean"])
+    return out
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["aura-mem-bench synthetic", f"--config {args.config}", f"--seeds {args.seeds}"]
+    if args.quick:
+        parts.append("--quick")
+    if args.iterations is not None:
+        parts.append(f"--iterations {args.iterations}")
+    if args.budget != 1.25:
+        parts.append(f"--budget {args.budget}")
+    if args.methods != ",".join(METHODS):
+        parts.append(f"--methods {args.methods}")
+    if args.out is not None:
+        parts.append(f"--out {args.out}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    task = CONFIGS[args.config]
+    overrides = dict(QUICK) if args.quick else {}
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    if overrides:
+        task = SyntheticConfig(**{**task.__dict__, **overrides})
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        print(f"unknown methods {unknown}; available: {sorted(METHODS)}", file=sys.stderr)
+        return 2
+    if args.seeds < 1:
+        print("--seeds must be >= 1", file=sys.stderr)
+        return 2
+    seeds = list(range(args.seeds))
+    start = time.perf_counter()
+    per_seed: list[dict[str, dict[str, float]]] = []
+    for seed in seeds:
+        per_seed.append(run_seed(task, seed, methods, args.budget, not args.no_progress))
+        methods_out = summarise(task, per_seed)
+        result = {
+            "config": args.config,
+            "quick": bool(args.quick),
+            "seeds": seeds[: len(per_seed)],
+            "complete": len(per_seed) == len(seeds),
+            "budget_x_oracle": args.budget,
+            "command": _command(args),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "wall_seconds": time.perf_counter() - start,
+            "task": dict(task.__dict__),
+            "oracle_writes_per_seq": task.n_events,
+            "methods": methods_out,
+            "checks": checks(methods_out),
+        }
+        text = json.dumps(result, indent=2)
+        if args.out is not None:  # after every seed: a long run leaves partial results
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text + "\n")
+    print(text)
+    return 0

@@ -1,0 +1,89 @@
+"""AuraConfig: the shape of an AURA layer and its gate, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AuraConfig:
+    """Everything needed to rebuild an AuraLayer (it is saved next to the weights).
+
+    d_model: backbone feature size (4096 for OpenVLA-OFT, small for the CPU default).
+    chunk_size, action_dim: the base action's shape; a discrete policy gives logits with
+        chunk_size 1 and action_dim = number of actions.
+    d_key, d_val: the fast-weight matrix is d_key x d_val (32 x 32 -> 4,224 bytes of state).
+    threshold: the learned gate writes when its probability exceeds this (re-tunable at
+        inference with ``train.calibrate_threshold``).
+    gate_hidden, head_hidden: widths of the gate MLP and the residual action head.
+    gate_init_bias: initial gate logit. Positive means training starts writing densely: the
+        through-time gradient can only teach the head to use memories that were written, and
+        the budget controller then removes the writes that do not pay for themselves.
+    beta_init: initial write strength of the delta rule (learned scalar in (0, 1)).
+    target_write_rate: the write budget in writes/step (None: no budget controller).
+    """
+
+    d_model: int
+    chunk_size: int
+    action_dim: int
+    discrete: bool = False
+    d_key: int = 32
+    d_val: int = 32
+    threshold: float = 0.5
+    gate_hidden: int = 64
+    head_hidden: int = 128
+    gate_init_bias: float = 2.0
+    beta_init: float = 0.9
+    target_write_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("d_model", "chunk_size", "action_dim", "d_key", "d_val"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"AuraConfig.{name} must be a positive int, got {value!r}")
+        for name in ("gate_hidden", "head_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"AuraConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.discrete, bool):
+            raise ValueError(f"AuraConfig.discrete must be a bool, got {self.discrete!r}")
+        if self.discrete and self.chunk_size != 1:
+            raise ValueError(
+                "a discrete-action AuraConfig has chunk_size 1 (logits of shape 1 x n)"
+            )
+        if self.discrete and self.action_dim < 2:
+            raise ValueError("a discrete-action AuraConfig needs action_dim >= 2 actions")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"AuraConfig.threshold must lie in [0, 1], got {self.threshold!r}")
+        if not 0.0 < float(self.beta_init) < 1.0:
+            raise ValueError(f"AuraConfig.beta_init must lie in (0, 1), got {self.beta_init!r}")
+        if self.target_write_rate is not None and not 0.0 < float(self.target_write_rate) <= 1.0:
+            raise ValueError(
+                f"AuraConfig.target_write_rate must lie in (0, 1] or be None, "
+                f"got {self.target_write_rate!r}"
+            )
+
+    @property
+    def state_nbytes(self) -> int:
+        """Inference state for batch 1: W (d_key x d_val) + one d_val vector, fp32."""
+        return (self.d_key * self.d_val + self.d_val) * 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuraConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown AuraConfig keys {unknown}; known keys: {sorted(known)}")
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ValueError(f"AuraConfig is missing required keys {missing}")
+        return cls(**data)

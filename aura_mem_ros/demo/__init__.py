@@ -1,0 +1,1 @@
+"""``python -m aura_mem_ros.demo``: the simulator and the aura_mem node as two ROS processes."""

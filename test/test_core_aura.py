@@ -1,0 +1,106 @@
+"""AuraLayer: silent memory == base policy, straight-through gradients, step == sequence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aura_mem_ros.core.baselines import METHODS, GRUMemory, KVCacheMemory
+from aura_mem_ros.core.checkpoint import init_aura
+from aura_mem_ros.core.config import AuraConfig
+from aura_mem_ros.core.gates import GATES
+from aura_mem_ros.core.train import SequenceBatch, action_loss
+
+# Tiny tensor ops: extra threads only contend for the shared CPU (10x slower under load).
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_zero_initialised_residual_gives_exactly_the_base_action(discrete: bool) -> None:
+    chunk, dim = (1, 7) if discrete else (8, 7)
+    layer = init_aura(AuraConfig(d_model=32, chunk_size=chunk, action_dim=dim, discrete=discrete))
+    x, base = torch.randn(3, 20, 32), torch.randn(3, 20, chunk, dim)
+    out = layer.forward_sequence(x, base)  # the initial gate writes: memory is non-empty
+    assert out.writes.sum() > 0
+    assert torch.equal(out.actions, base)
+    step = layer.step(x[:, 0], base[:, 0], layer.init_state(3))
+    assert torch.equal(step.action, base[:, 0])
+
+
+def test_gradients_reach_the_gate_through_the_estimator() -> None:
+    layer = init_aura(AuraConfig(d_model=16, chunk_size=1, action_dim=5, discrete=True), seed=3)
+    torch.nn.init.normal_(layer.head.out.weight, std=0.1)  # a head that reads memory
+    x, base = torch.randn(4, 12, 16), torch.zeros(4, 12, 1, 5)
+    targets = torch.randint(0, 5, (4, 12))
+    out = layer.forward_sequence(x, base)
+    assert set(out.writes.detach().unique().tolist()) <= {0.0, 1.0}  # hard forward values
+    action_loss(out.actions, SequenceBatch(x, base, targets)).backward()
+    for p in (layer.gate_out.weight, layer.gate_out.bias, layer.gate_in.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_gate_gets_a_signal_even_where_it_did_not_write() -> None:
+    """dL/dg is defined at g = 0: the estimator asks 'would a write here have helped?'."""
+    layer = init_aura(
+        AuraConfig(d_model=16, chunk_size=1, action_dim=5, discrete=True, gate_init_bias=-5.0)
+    )
+    torch.nn.init.normal_(layer.head.out.weight, std=0.1)
+    x, base = torch.randn(2, 10, 16), torch.zeros(2, 10, 1, 5)
+    out = layer.forward_sequence(x, base)
+    assert out.writes.sum() == 0
+    action_loss(out.actions, SequenceBatch(x, base, torch.randint(0, 5, (2, 10)))).backward()
+    assert layer.gate_out.bias.grad is not None and layer.gate_out.bias.grad.abs() > 0
+
+
+@pytest.mark.parametrize("gate", sorted(set(GATES) - {"oracle"}))
+def test_step_by_step_equals_sequence(gate: str) -> None:
+    layer = init_aura(AuraConfig(d_model=16, chunk_size=2, action_dim=3), seed=1)
+    torch.nn.init.normal_(layer.head.out.weight, std=0.1)
+    x, base = torch.randn(2, 9, 16), torch.randn(2, 9, 2, 3)
+    with torch.no_grad():
+        seq = layer.forward_sequence(x, base, gate=gate, generator=torch.Generator().manual_seed(0))
+        state, gen = layer.init_state(2), torch.Generator().manual_seed(0)
+        for t in range(9):
+            out = layer.step(x[:, t], base[:, t], state, gate=gate, t=t, generator=gen)
+            state = out.state
+            torch.testing.assert_close(out.action, seq.actions[:, t])
+            assert torch.equal(out.write, seq.writes[:, t])
+
+
+def test_oracle_gate_needs_writes_and_follows_them() -> None:
+    layer = init_aura(AuraConfig(d_model=8, chunk_size=1, action_dim=3))
+    x, base = torch.randn(1, 5, 8), torch.zeros(1, 5, 1, 3)
+    with pytest.raises(ValueError, match="oracle"):
+        layer.forward_sequence(x, base, gate="oracle")
+    writes = torch.tensor([[0.0, 1.0, 0.0, 0.0, 1.0]])
+    assert torch.equal(layer.forward_sequence(x, base, gate="oracle", writes=writes).writes, writes)
+
+
+def test_unknown_gate_is_rejected() -> None:
+    layer = init_aura(AuraConfig(d_model=8, chunk_size=1, action_dim=3))
+    with pytest.raises(ValueError, match="unknown gate"):
+        layer.forward_sequence(torch.randn(1, 2, 8), torch.zeros(1, 2, 1, 3), gate="sometimes")
+
+
+@pytest.mark.parametrize("cls", [GRUMemory, KVCacheMemory])
+def test_baselines_start_at_the_base_and_step_like_their_sequence(cls: type) -> None:
+    torch.manual_seed(0)
+    model = cls(AuraConfig(d_model=16, chunk_size=1, action_dim=4, discrete=True))
+    x, base = torch.randn(2, 7, 16), torch.randn(2, 7, 1, 4)
+    with torch.no_grad():
+        assert torch.equal(model.forward_sequence(x, base).actions, base)
+        torch.nn.init.normal_(model.head.out.weight, std=0.1)
+        seq = model.forward_sequence(x, base)
+        state = model.init_state(2)
+        for t in range(7):
+            out = model.step(x[:, t], base[:, t], state)
+            state = out.state
+            torch.testing.assert_close(out.action, seq.actions[:, t], atol=1e-5, rtol=1e-5)
+    assert seq.writes.sum() == 2 * 7
+
+
+def test_every_benchmark_method_is_registered() -> None:
+    assert set(METHODS) == {
+        "aura", "always_fast_weight", "gru", "kv_cache", "reconstruction",
+        "similarity", "random", "periodic", "oracle",
+    }  # fmt: skip

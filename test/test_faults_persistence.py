@@ -1,0 +1,61 @@
+"""Fault table, persistence rows: kill -9 while the state is being written, corrupt files at
+start, an unwritable state directory (the same functions as `make bench-faults`, fewer repeats).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aura_mem_ros.faults import crash
+from aura_mem_ros.faults import scenarios as sc
+from aura_mem_ros.faults.harness import Probe
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(90)]
+
+
+@pytest.fixture(scope="module")
+def probe(ros_domain_id: int) -> Iterator[Probe]:
+    saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    p = Probe(ros_domain_id, name="fault_persistence_probe")
+    try:
+        yield p
+    finally:
+        p.close()
+        if saved is None:
+            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+        else:
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved
+
+
+def _passes(row: sc.FaultRow) -> None:
+    assert row.passed, f"{row.scenario}: {row.failures}\nnode did: {row.node_did}"
+
+
+def test_sigkill_at_every_step_of_the_atomic_write(tmp_path: Path) -> None:
+    row = sc.crash_points(tmp_path, per_point=2, random_kills=8)
+    _passes(row)
+
+
+def test_crash_child_points_expect_old_or_new_state(tmp_path: Path) -> None:
+    # The contract behind the row: before the rename the old state survives, after it the new.
+    before = crash.crash_at_point(tmp_path / "s.bin", "before_rename", 1, 2)
+    assert before.ok and before.file_index == 2, before
+    after = crash.crash_at_point(tmp_path / "s.bin", "after_rename", 10, 1)
+    assert after.ok and after.file_index == 11, after
+
+
+def test_kill9_node_during_persistence(probe: Probe, ros_domain_id: int, tmp_path: Path) -> None:
+    _passes(sc.kill9_node_during_persistence(probe, ros_domain_id, tmp_path, kills=2))
+
+
+def test_corrupt_state_file_at_start(probe: Probe, ros_domain_id: int, tmp_path: Path) -> None:
+    variants = ["bit flip in the payload", sc.NAN_PAYLOAD]
+    _passes(sc.corrupt_state_file(probe, ros_domain_id, tmp_path, variants))
+
+
+def test_unwritable_state_directory(probe: Probe, ros_domain_id: int, tmp_path: Path) -> None:
+    _passes(sc.unwritable_state_dir(probe, ros_domain_id, tmp_path))

@@ -1,0 +1,101 @@
+"""Smoke test of `aura-mem-bench perf` / scripts/bench_perf.py: it runs and writes the keys
+scripts rely on. No timing is asserted (timings belong in docs/results/perf.md, not in CI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aura_mem_ros.bench import perf
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_quick_run_writes_every_per_step_key(tmp_path: Path) -> None:
+    out, md = tmp_path / "perf.json", tmp_path / "perf.md"
+    assert perf.main(["--quick", "--no-node", "--out", str(out), "--md", str(md)]) == 0
+    result = json.loads(out.read_text())
+    for key in ("aura_step_us", "kv_step_us"):
+        assert set(result[key]) == {"1", "100"}
+        for stats in result[key].values():
+            assert stats["p50"] > 0 and stats["p99"] >= stats["p50"]
+    # State bytes are read off live objects: AURA constant, the KV-cache 256 B per entry.
+    assert result["aura_state_bytes"] == {"1": 4224, "100": 4224}
+    assert result["kv_state_bytes"] == {"1": 256, "100": 25600}
+    assert result["aura_profile"] and result["meta"]["torch_threads"] == 1
+    text = md.read_text()
+    assert "| 100 |" in text and "## Targets" in text
+
+
+def test_markdown_includes_the_node_section() -> None:
+    step = {"p50": 200.0, "p99": 400.0, "mean": 210.0}
+    run = {
+        "rate_hz": 30.0,
+        "frames_sent": 600,
+        "actions": 600,
+        "served_fraction": 1.0,
+        "dropped_frames": 0,
+        "e2e_ms": {"p50": 4.0, "p95": 9.0, "p99": 12.0},
+        "inference_ms": {"p50": 2.0, "p95": 3.0},
+        "achieved_rate_hz": 30.0,
+    }
+    result = {
+        "meta": {
+            "command": "x",
+            "date_utc": "d",
+            "cpu": "c",
+            "cpus": 2,
+            "loadavg_before": [1],
+            "loadavg_after": [1],
+            "torch": "t",
+            "torch_threads": 1,
+            "samples": 10,
+            "ramp_seconds": 1,
+            "seconds": 1,
+        },
+        "aura_step_us": {"1": step},
+        "kv_step_us": {"1": step},
+        "aura_state_bytes": {"1": 4224},
+        "kv_state_bytes": {"1": 256},
+        "aura_layer_step_us": {"any": step},
+        "kv_layer_step_us": {"1": step},
+        "matvec_floor_us": step,
+        "aura_p50_us_by_block": {"block_steps": 1, "p50": [1.0]},
+        "aura_writes": 1,
+        "aura_steps": 1,
+        "node_command": "python -m aura_mem_ros.node",
+        "node_latency_ms": {"30": {"p50": 4.0, "p95": 9.0}},
+        "node_rate_runs": {"30": run},
+        "node_ramp": [{**run, "sustained": True}],
+        "node_max_rate_hz": 30.0,
+        "rss_mb_after_warmup": 300.0,
+        "rss_mb_start": 300.0,
+        "rss_mb_end": 301.0,
+        "rss_growth_pct": 0.33,
+        "soak": {
+            "rate_hz": 30.0,
+            "steps": 100,
+            "frames_sent": 100,
+            "dropped_frames": 0,
+            "e2e_ms": {},
+            "seconds": 3.0,
+            "rss_series": [(0.0, 1, 300.0)],
+        },
+        "node_profile": perf.summarise_raw_profile(
+            "thread (1);_infer (aura_mem_ros/ros/aura_node.py:385);step (x.py:3) 30\n"
+            "thread (1);wait (threading.py:320) 70\n"
+        ),
+    }
+    text = perf.render_markdown(result)
+    assert "node p95 <= 25 ms at 30 Hz" in text and "| yes |" in text
+    assert "_infer (aura_mem_ros/ros/aura_node.py)" in text
+
+
+def test_raw_profile_separates_idle_from_busy_samples() -> None:
+    summary = perf.summarise_raw_profile(
+        "a (m.py:1);b (m.py:2) 3\na (m.py:1);wait (threading.py:320) 5\nbad line\n"
+    )
+    assert summary["busy_samples"] == 3 and summary["idle_samples"] == 5
+    assert {r["function"] for r in summary["top_inclusive"]} == {"a (m.py)", "b (m.py)"}
