@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from domain_coordinator import domain_id as reserve_domain_id
 
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
 
@@ -36,6 +38,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.episodes <= 0:
         ap.error("--episodes must be positive")
     return args
+
+
+def _reserve_domain() -> int:
+    """A DDS domain id no other process on this host holds (released when we exit)."""
+    reservation = reserve_domain_id()
+    domain = reservation.__enter__()
+    _RESERVATIONS.append(reservation)  # keep the socket bound until the process ends
+    return domain
+
+
+_RESERVATIONS: list = []
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -67,31 +80,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    # A private DDS domain: two demos (or a test run) on one host must not cross-talk.
-    domain = os.environ.get("AURA_DEMO_DOMAIN_ID", str(random.Random().randint(101, 199)))
+    # A private DDS domain, reserved for as long as this process lives: two demos (or a test
+    # run) on one host must not cross-talk. AURA_DEMO_DOMAIN_ID pins it (e.g. to record a bag).
+    domain = os.environ.get("AURA_DEMO_DOMAIN_ID") or str(_reserve_domain())
     os.environ["ROS_DOMAIN_ID"] = domain
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     py = sys.executable
-    node_cmd = [
-        py,
-        "-m",
-        "aura_mem_ros.node",
-        "--ros-args",
-        "-p",
-        "backbone:=mini",
-        # YAML single quotes: otherwise ROS parses the JSON text as a mapping.
-        "-p",
-        f"backbone_args:='{json.dumps({'model_dir': str(args.model_dir)})}'",
-        "-p",
-        f"aura_checkpoint:={aura_dir}",
-        "-p",
-        f"gate:={args.gate}",
-        "-p",
-        "use_proprio:=true",
-        "-p",
-        "on_instruction_change:=keep",
-    ]
+    # The node runs exactly as a user would start it: the shipped YAML (backbone mini, its
+    # bundled AURA layer), plus only what this demo changes.
+    params_file = Path(get_package_share_directory("aura_mem_ros")) / "config" / "aura_mem.yaml"
+    node_cmd = [py, "-m", "aura_mem_ros.node", "--ros-args", "--params-file", str(params_file)]
+    node_cmd += ["-p", f"gate:={args.gate}", "-p", "on_instruction_change:=keep"]
+    if args.model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
+        node_cmd += [
+            # YAML single quotes: otherwise ROS parses the JSON text as a mapping.
+            "-p",
+            f"backbone_args:='{json.dumps({'model_dir': str(args.model_dir)})}'",
+            "-p",
+            f"aura_checkpoint:={aura_dir}",
+        ]
     sim_cmd = [
         py,
         "-m",
