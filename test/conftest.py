@@ -6,10 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 import rclpy
+import torch
 from domain_coordinator import domain_id as reserve_domain_id
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+
+
+# Batch-1 tensor ops are several times slower with two intra-op threads on a shared 2-core
+# machine, and one thread makes float results independent of the thread count.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
