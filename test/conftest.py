@@ -12,7 +12,6 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-
 # Batch-1 tensor ops are several times slower with two intra-op threads on a shared 2-core
 # machine, and one thread makes float results independent of the thread count.
 torch.set_num_threads(1)

@@ -9,6 +9,7 @@ they are about start-up and crashes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(time.monotonic() - t0, 1),
-        "command": "aura-mem-bench faults " + " ".join(sys.argv[2:]),
+        "command": _command_line("faults"),
         "kills": args.kills,
         "crash_per_point": args.crash_per_point,
         "crash_random": args.crash_random,
@@ -188,6 +189,16 @@ def run(args: argparse.Namespace) -> int:
         + (f"; failing: {failed}" if failed else "")
     )
     return 0 if not failed else 1
+
+
+def _command_line(sub: str) -> str:
+    """How this run was started, as a user would type it (for the report)."""
+    if sys.argv[1:2] == [sub]:
+        return " ".join(["aura-mem-bench", *sys.argv[1:]])
+    script = Path(sys.argv[0])
+    with contextlib.suppress(ValueError):
+        script = script.resolve().relative_to(Path(__file__).resolve().parents[2])
+    return " ".join(["python", str(script), *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

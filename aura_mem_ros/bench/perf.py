@@ -837,9 +837,7 @@ def run(args: argparse.Namespace) -> int:
         )
     result["meta"] = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "aura-mem-bench perf " + " ".join(sys.argv[2:])
-        if "perf" in sys.argv[1:2]
-        else " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)),
+        "command": _command_line("perf"),
         "host": platform.node(),
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
@@ -879,6 +877,16 @@ REQUIRED_KEYS = (
     "rss_mb_start",
     "rss_mb_end",
 )
+
+
+def _command_line(sub: str) -> str:
+    """How this run was started, as a user would type it (for the report)."""
+    if sys.argv[1:2] == [sub]:
+        return " ".join(["aura-mem-bench", *sys.argv[1:]])
+    script = Path(sys.argv[0])
+    with contextlib.suppress(ValueError):
+        script = script.resolve().relative_to(Path(__file__).resolve().parents[2])
+    return " ".join(["python", str(script), *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

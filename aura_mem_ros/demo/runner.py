@@ -40,6 +40,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _shipped_params_file() -> Path:
+    """config/aura_mem.yaml of this checkout, else of the installed package (ament index)."""
+    in_tree = Path(__file__).resolve().parents[2] / "config" / "aura_mem.yaml"
+    if in_tree.is_file():
+        return in_tree
+    return Path(get_package_share_directory("aura_mem_ros")) / "config" / "aura_mem.yaml"
+
+
 def _reserve_domain() -> int:
     """A DDS domain id no other process on this host holds (released when we exit)."""
     reservation = reserve_domain_id()
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     # The node runs exactly as a user would start it: the shipped YAML (backbone mini, its
     # bundled AURA layer), plus only what this demo changes.
-    params_file = Path(get_package_share_directory("aura_mem_ros")) / "config" / "aura_mem.yaml"
+    params_file = _shipped_params_file()
     node_cmd = [py, "-m", "aura_mem_ros.node", "--ros-args", "--params-file", str(params_file)]
     node_cmd += ["-p", f"gate:={args.gate}", "-p", "on_instruction_change:=keep"]
     if args.model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():

@@ -92,7 +92,7 @@ def build_model(
 ) -> ReplayModel:
     """The node's model from the bag's stored parameters, each overridable."""
     from aura_mem_ros.backbones import make_backbone
-    from aura_mem_ros.ros.pipeline import ActionClamp, build_runtime
+    from aura_mem_ros.ros.pipeline import BUNDLED, ActionClamp, build_runtime
 
     name = backbone or params.get("backbone")
     if not name:
@@ -103,6 +103,9 @@ def build_model(
     args_text = backbone_args if backbone_args is not None else params.get("backbone_args", "{}")
     kwargs = json.loads(args_text or "{}")
     ckpt = checkpoint if checkpoint is not None else str(params.get("aura_checkpoint") or "")
+    bb = make_backbone(name, **kwargs)
+    if ckpt == BUNDLED:  # resolved exactly as the node resolves it
+        ckpt = bb.bundled_aura_checkpoint() or ""
     if ckpt and not Path(ckpt).is_dir():
         raise FileNotFoundError(
             f"AURA checkpoint {ckpt!r} (from the bag) is not here: pass "
@@ -113,7 +116,6 @@ def build_model(
         t = params.get("gate_threshold")
         threshold = None if t is None or float(t) < 0 else float(t)
     seed = int(params.get("seed") or 0) if seed is None else seed
-    bb = make_backbone(name, **kwargs)
     runtime, _ = build_runtime(bb, ckpt, gate_name, threshold, seed)
     clamp = ActionClamp(
         list(params.get("action_min") or []), list(params.get("action_max") or []), bb.action_dim
