@@ -7,8 +7,10 @@ are imported only when their subcommand runs, so ``footprint`` never pays for gy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+from pathlib import Path
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -18,6 +20,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "perf": ("aura_mem_ros.bench.perf", "per-step latency, node latency and memory"),
     "faults": ("aura_mem_ros.bench.faults", "inject every fault of the reliability table"),
 }
+
+
+def command_line(sub: str) -> str:
+    """How this run was started, as a user would type it (reports quote it)."""
+    if sys.argv[1:2] == [sub]:
+        return " ".join(["aura-mem-bench", *sys.argv[1:]])
+    script = Path(sys.argv[0])
+    with contextlib.suppress(ValueError):
+        script = script.resolve().relative_to(Path(__file__).resolve().parents[2])
+    return " ".join(["python", str(script), *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

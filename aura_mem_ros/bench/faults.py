@@ -9,7 +9,6 @@ they are about start-up and crashes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from aura_mem_ros.bench.cli import command_line
 from aura_mem_ros.faults import scenarios as sc
 from aura_mem_ros.faults.harness import Probe, reserved_domain
 from aura_mem_ros.faults.report import render_markdown
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(time.monotonic() - t0, 1),
-        "command": _command_line("faults"),
+        "command": command_line("faults"),
         "kills": args.kills,
         "crash_per_point": args.crash_per_point,
         "crash_random": args.crash_random,
@@ -189,16 +189,6 @@ def run(args: argparse.Namespace) -> int:
         + (f"; failing: {failed}" if failed else "")
     )
     return 0 if not failed else 1
-
-
-def _command_line(sub: str) -> str:
-    """How this run was started, as a user would type it (for the report)."""
-    if sys.argv[1:2] == [sub]:
-        return " ".join(["aura-mem-bench", *sys.argv[1:]])
-    script = Path(sys.argv[0])
-    with contextlib.suppress(ValueError):
-        script = script.resolve().relative_to(Path(__file__).resolve().parents[2])
-    return " ".join(["python", str(script), *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from aura_mem_ros.bench.cli import command_line
+
 D_MODEL, CHUNK, ACTION_DIM = 4096, 8, 7  # OpenVLA-OFT's feature size and action chunk
 DEFAULT_HORIZONS = (1, 1_000, 10_000, 100_000)
 DEFAULT_RATES = (10.0, 30.0)
@@ -837,7 +839,7 @@ def run(args: argparse.Namespace) -> int:
         )
     result["meta"] = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": _command_line("perf"),
+        "command": command_line("perf"),
         "host": platform.node(),
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
@@ -877,16 +879,6 @@ REQUIRED_KEYS = (
     "rss_mb_start",
     "rss_mb_end",
 )
-
-
-def _command_line(sub: str) -> str:
-    """How this run was started, as a user would type it (for the report)."""
-    if sys.argv[1:2] == [sub]:
-        return " ".join(["aura-mem-bench", *sys.argv[1:]])
-    script = Path(sys.argv[0])
-    with contextlib.suppress(ValueError):
-        script = script.resolve().relative_to(Path(__file__).resolve().parents[2])
-    return " ".join(["python", str(script), *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

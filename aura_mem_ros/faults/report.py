@@ -67,7 +67,7 @@ def render_markdown(rows: Sequence[FaultRow], meta: dict[str, Any]) -> str:
             "reject counter moves): their fragments overflow the default 212 KB UDP receive "
             "buffer / 512 KB shared-memory segment. Verified fix (plain rclpy, 20/20 frames at "
             "640x480, 1280x720 and 1920x1080): a Fast DDS profile with a 32 MB SHM segment and "
-            "4 MB UDP buffers, `aura_mem_ros/faults/fastdds_large_data.xml`, given to BOTH the "
+            "4 MB UDP buffers, `config/fastdds_large_data.xml`, given to BOTH the "
             "camera driver and the node with `FASTDDS_DEFAULT_PROFILES_FILE=<path>`.",
         ]
     lines += [

@@ -80,6 +80,7 @@ class AuraMemNode(LifecycleNode):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aura_infer")
         self._latest_wrist: Image | CompressedImage | None = None
         self._latest_proprio: JointState | None = None
+        self._proprio_arrived = threading.Condition()
         self._last_log: dict[str, float] = {}
         self._last_frame_monotonic = time.monotonic()
         self._qos_problems: list[str] = []  # "topic: POLICY", reported on /diagnostics
@@ -345,7 +346,9 @@ class AuraMemNode(LifecycleNode):
 
     def _on_proprio(self, msg: JointState) -> None:
         """Keep only the newest joint state; converted (and validated) with the next frame."""
-        self._latest_proprio = msg
+        with self._proprio_arrived:
+            self._latest_proprio = msg
+            self._proprio_arrived.notify_all()
 
     def _on_instruction(self, msg: String) -> None:
         """A new task: reset or keep memory per ``on_instruction_change``."""
@@ -480,12 +483,14 @@ class AuraMemNode(LifecycleNode):
         """
         deadline = time.monotonic() + self.params.proprio_sync_s
         frame_ns = _stamp_ns(frame_stamp)
-        while current is not None and frame_ns > 0:
-            joint_ns = _stamp_ns(current.header.stamp)
-            if joint_ns == 0 or joint_ns >= frame_ns or time.monotonic() >= deadline:
-                break
-            time.sleep(0.001)
-            current = self._latest_proprio
+        with self._proprio_arrived:
+            while current is not None and frame_ns > 0:
+                joint_ns = _stamp_ns(current.header.stamp)
+                remaining = deadline - time.monotonic()
+                if joint_ns == 0 or joint_ns >= frame_ns or remaining <= 0:
+                    break
+                self._proprio_arrived.wait(remaining)  # woken by _on_proprio, no polling
+                current = self._latest_proprio
         return current
 
     def _is_stale(self, what: str, stamp: TimeMsg, now_ns: int) -> bool:
