@@ -7,18 +7,33 @@ multi-process tests use LOCALHOST, so only this machine's processes on this run'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rclpy.executors import Executor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def preserved_env(name: str) -> Iterator[None]:
+    """Restore environment variable ``name`` afterwards (for module-scoped fixtures, where
+    pytest's monkeypatch is not available); harness classes set discovery variables."""
+    saved = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 def spin_until(executor: Executor, predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:

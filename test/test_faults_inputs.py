@@ -4,11 +4,11 @@ reported on /diagnostics and leave memory untouched (the same functions as `make
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ros_harness import preserved_env
 
 from aura_mem_ros.bench.faults import MAX_IMAGE_PIXELS
 from aura_mem_ros.faults import scenarios as sc
@@ -48,16 +48,12 @@ class Pool:
 
 @pytest.fixture(scope="module")
 def pool(ros_domain_id: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
-    saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    p = Pool(ros_domain_id, tmp_path_factory.mktemp("faults"))
-    try:
-        yield p
-    finally:
-        p.close()
-        if saved is None:
-            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
-        else:
-            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved
+    with preserved_env("ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        p = Pool(ros_domain_id, tmp_path_factory.mktemp("faults"))
+        try:
+            yield p
+        finally:
+            p.close()
 
 
 def _run(pool: Pool, scenario: Callable[[sc.Session], sc.FaultRow]) -> None:

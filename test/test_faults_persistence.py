@@ -4,11 +4,11 @@ start, an unwritable state directory (the same functions as `make bench-faults`,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ros_harness import preserved_env
 
 from aura_mem_ros.faults import crash
 from aura_mem_ros.faults import scenarios as sc
@@ -19,16 +19,12 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(90)]
 
 @pytest.fixture(scope="module")
 def probe(ros_domain_id: int) -> Iterator[Probe]:
-    saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    p = Probe(ros_domain_id, name="fault_persistence_probe")
-    try:
-        yield p
-    finally:
-        p.close()
-        if saved is None:
-            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
-        else:
-            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved
+    with preserved_env("ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        p = Probe(ros_domain_id, name="fault_persistence_probe")
+        try:
+            yield p
+        finally:
+            p.close()
 
 
 def _passes(row: sc.FaultRow) -> None:

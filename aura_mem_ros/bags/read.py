@@ -10,6 +10,7 @@ from typing import Any
 
 from rosbags.highlevel import AnyReader
 from ruamel.yaml import YAML
+from tqdm import tqdm
 
 from aura_mem_ros.bags.types import make_typestore
 
@@ -49,6 +50,26 @@ def iter_messages(
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
         for conn, timestamp, raw in reader.messages(connections=conns):
             yield conn.topic, timestamp, reader.deserialize(raw, conn.msgtype)
+
+
+def iter_bag_with_progress(
+    bag: str | Path, topics: Sequence[str], progress: bool = True
+) -> Iterator[tuple[str, int, Any]]:
+    """``iter_messages`` over one bag, with a progress bar sized from its metadata.yaml."""
+    counts = {
+        t["topic_metadata"]["name"]: int(t["message_count"])
+        for t in bag_metadata(bag).get("topics_with_message_count") or []
+    }
+    with tqdm(
+        total=sum(counts.get(t, 0) for t in set(topics)),
+        desc=f"read {Path(bag).name}",
+        unit="msg",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for item in iter_messages([bag], topics):
+            bar.update()
+            yield item
 
 
 def message_count(bag: str | Path, topic: str) -> int:

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from aura_mem_ros.bags.read import bag_metadata, iter_messages, node_parameters
+from aura_mem_ros.bags.read import iter_bag_with_progress, node_parameters
 
 # A step's image arrives before its action; it is looked for among this many recent frames.
 MAX_PENDING_IMAGES = 256
@@ -141,12 +140,7 @@ def extract(
     """Read ``bag`` once. ``step_fn(obs) -> (features, base_action)`` runs the frozen backbone
     on each matched observation (in order, with ``reset_fn`` at each memory reset)."""
     bag = str(bag)
-    meta = bag_metadata(bag)
     params = dict(node_parameters(bag) or {}) | dict(params or {})
-    counts = {
-        t["topic_metadata"]["name"]: int(t["message_count"])
-        for t in meta.get("topics_with_message_count") or []
-    }
     reset_on_instruction = params.get("on_instruction_change", "reset") == "reset"
     instruction = str(params.get("instruction") or "")
     proprio: np.ndarray | None = None
@@ -202,15 +196,7 @@ def extract(
         *([topics.target] if topics.target else []),
     ]
 
-    bar = tqdm(
-        total=sum(counts.get(t, 0) for t in set(wanted)),
-        desc=f"read {Path(bag).name}",
-        unit="msg",
-        disable=not progress,
-        leave=False,
-    )
-    for topic, t_ns, msg in iter_messages([bag], wanted):
-        bar.update()
+    for topic, t_ns, msg in iter_bag_with_progress(bag, wanted, progress):
         t0 = t_ns if t0 is None else t0
         t_end = t_ns
         if topic == topics.instruction:
@@ -290,7 +276,6 @@ def extract(
                 else:
                     rows["feat"].append(None)
                     rows["base"].append(None)
-    bar.close()
 
     n = len(rows["step"])
     shape = rows["act"][0].shape if n else (1, 1)

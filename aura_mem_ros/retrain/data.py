@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from aura_mem_ros.bags.read import bag_metadata, iter_messages, topic_types
+from aura_mem_ros.bags.read import iter_bag_with_progress, topic_types
 from aura_mem_ros.eval.extract import (
     TARGET_TOPICS,
     Observed,
@@ -67,10 +66,6 @@ def extract_episodes(
     progress: bool = True,
 ) -> list[Episode]:
     bag = str(bag)
-    counts = {
-        t["topic_metadata"]["name"]: int(t["message_count"])
-        for t in bag_metadata(bag).get("topics_with_message_count") or []
-    }
     instruction = str(params.get("instruction") or "")
     proprio: np.ndarray | None = None
     wrist: tuple[str, Any] | None = None
@@ -109,15 +104,7 @@ def extract_episodes(
         ep.targets.append(target.reshape(base.shape))
         last = (b, stamp)
 
-    bar = tqdm(
-        total=sum(counts.get(t, 0) for t in set(wanted)),
-        desc=f"read {Path(bag).name}",
-        unit="msg",
-        disable=not progress,
-        leave=False,
-    )
-    for topic, _, msg in iter_messages([bag], wanted):
-        bar.update()
+    for topic, _, msg in iter_bag_with_progress(bag, wanted, progress):
         if topic == topics.instruction:
             if msg.data.strip() and msg.data != instruction:
                 if instruction:
@@ -142,7 +129,6 @@ def extract_episodes(
         for pending in (images, targets):
             while len(pending) > _PENDING:
                 pending.popitem(last=False)
-    bar.close()
     return [e for e in episodes if len(e)]
 
 
