@@ -60,12 +60,43 @@ def perturbed_checkpoint(
     return save_aura(layer, directory)
 
 
+def _start_node(
+    context: Any, executor: Any, params: dict[str, Any], client_name: str
+) -> tuple[Any, Node, list[AuraAction]]:
+    """The aura_mem node (walked to active) and a client node collecting its actions."""
+    from aura_mem_ros.ros.aura_node import AuraMemNode
+
+    node = AuraMemNode(
+        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+    )
+    client = Node(client_name, context=context)
+    actions: list[AuraAction] = []
+    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.action_qos())
+    for n in (node, client):
+        executor.add_node(n)
+    assert node.autostart(), node.configure_error
+    return node, client, actions
+
+
+def _start_recorder(context: Any, executor: Any, out: Path) -> Recorder:
+    recorder = Recorder(SplitBagWriter(out), DEFAULT_TOPICS, context=context, log=lambda _: None)
+    executor.add_node(recorder.node)
+    return recorder
+
+
+def _stop_all(executor: Any, recorder: Recorder, *nodes: Node) -> None:
+    executor.remove_node(recorder.node)
+    recorder.stop()
+    for n in nodes:
+        executor.remove_node(n)
+        n.destroy_node()
+
+
 def record_node_bag(
     context: Any, executor: Any, out: Path, frames: int = 40, **node_params: Any
 ) -> tuple[Path, list[AuraAction]]:
     """Serve ``frames`` random frames through the node while recording; returns the bag and the
     actions a plain subscriber received."""
-    from aura_mem_ros.ros.aura_node import AuraMemNode
 
     params = {
         "backbone": "toy",
@@ -78,19 +109,10 @@ def record_node_bag(
         "max_obs_age_s": 5.0,
         **node_params,
     }
-    node = AuraMemNode(
-        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
-    )
-    client = Node("bag_fixture_client", context=context)
-    actions: list[AuraAction] = []
-    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.action_qos())
+    node, client, actions = _start_node(context, executor, params, "bag_fixture_client")
     image_pub = client.create_publisher(Image, "/image", qos.camera_qos())
     instr_pub = client.create_publisher(String, "/instruction", qos.instruction_qos())
-    for n in (node, client):
-        executor.add_node(n)
-    assert node.autostart(), node.configure_error
-    recorder = Recorder(SplitBagWriter(out), DEFAULT_TOPICS, context=context, log=lambda _: None)
-    executor.add_node(recorder.node)
+    recorder = _start_recorder(context, executor, out)
     try:
         wait_matched(executor, recorder, {"/image", "/aura_mem/action", "/aura_mem/stats"})
         assert spin_until(executor, lambda: recorder.node_parameters is not None, 5.0)
@@ -109,11 +131,7 @@ def record_node_bag(
         )
         spin_for(executor, 0.2)
     finally:
-        executor.remove_node(recorder.node)
-        recorder.stop()
-        for n in (node, client):
-            executor.remove_node(n)
-            n.destroy_node()
+        _stop_all(executor, recorder, node, client)
     return out, actions
 
 
@@ -134,7 +152,6 @@ def drive_sim_through_node(
     from aura_mem_ros.msg import EpisodeResult
     from std_srvs.srv import Trigger
 
-    from aura_mem_ros.ros.aura_node import AuraMemNode
     from aura_mem_ros.sim.env import cue_visible, make_env, to_sim_obs
     from aura_mem_ros.sim.expert import expert_action
 
@@ -147,23 +164,14 @@ def drive_sim_through_node(
         "max_obs_age_s": 5.0,
         **node_params,
     }
-    node = AuraMemNode(
-        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
-    )
-    client = Node("sim_driver", context=context)
-    actions: list[AuraAction] = []
-    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.action_qos())
+    node, client, actions = _start_node(context, executor, params, "sim_driver")
     image_pub = client.create_publisher(Image, "/image", qos.camera_qos())
     proprio_pub = client.create_publisher(JointState, "/proprio", qos.proprio_qos())
     instr_pub = client.create_publisher(String, "/instruction", qos.instruction_qos())
     result_pub = client.create_publisher(EpisodeResult, "/episode_result", 10)
     expert_pub = client.create_publisher(AuraAction, "/expert/action", qos.action_qos())
     reset = client.create_client(Trigger, "/aura_mem/reset_memory")
-    for n in (node, client):
-        executor.add_node(n)
-    assert node.autostart(), node.configure_error
-    recorder = Recorder(SplitBagWriter(out), DEFAULT_TOPICS, context=context, log=lambda _: None)
-    executor.add_node(recorder.node)
+    recorder = _start_recorder(context, executor, out)
     env = make_env(env_id)
     served = 0
     try:
@@ -226,9 +234,5 @@ def drive_sim_through_node(
         )
         spin_for(executor, 0.2)
     finally:
-        executor.remove_node(recorder.node)
-        recorder.stop()
-        for n in (node, client):
-            executor.remove_node(n)
-            n.destroy_node()
+        _stop_all(executor, recorder, node, client)
     return out, served
