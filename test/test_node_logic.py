@@ -257,3 +257,20 @@ def test_bundled_checkpoint_is_the_backbones_shipped_layer() -> None:
         build_runtime(toy, "bundled", "learned", None, 0)[1]
         == build_runtime(toy, "", "learned", None, 0)[1]
     )
+
+
+def test_fused_step_parameter_serves_the_same_actions_and_memory_identity() -> None:
+    """fused_step only changes how the step is computed: same actions, writes, state key."""
+    mini = make_backbone("mini")
+    fused, ident_fused = build_runtime(mini, "bundled", "learned", None, 0, fused=True)
+    reference, ident_ref = build_runtime(mini, "bundled", "learned", None, 0, fused=False)
+    assert fused._fused is not None and reference._fused is None
+    assert ident_fused == ident_ref  # a state file saved by one is valid for the other
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        feats = rng.standard_normal(mini.d_model).astype(np.float32)
+        base = rng.standard_normal((mini.chunk_size, mini.action_dim)).astype(np.float32)
+        a, b = fused.select_action(feats, base), reference.select_action(feats, base)
+        assert a.wrote == b.wrote
+        np.testing.assert_allclose(a.action, b.action, rtol=1e-4, atol=1e-5)
+    assert fused.writes == reference.writes

@@ -25,8 +25,16 @@ def test_quick_run_writes_every_per_step_key(tmp_path: Path) -> None:
     assert result["aura_state_bytes"] == {"1": 4224, "100": 4224}
     assert result["kv_state_bytes"] == {"1": 256, "100": 25600}
     assert result["aura_profile"] and result["meta"]["torch_threads"] == 1
+    # the quick run repeats the comparison twice and pools both rounds
+    assert all(len(v) == 2 for v in result["aura_step_p50_us_by_round"].values())
+    assert result["fused_rss_mb"]["fused_after_mb"] > 0
+    assert result["gemv_cache_us"]["from_dram"]["p50"] > 0
     text = md.read_text()
     assert "| 100 |" in text and "## Targets" in text
+    # the report can be re-rendered from the JSON alone, identically
+    again = tmp_path / "again.md"
+    assert perf.main(["--render", str(out), "--md", str(again)]) == 0
+    assert again.read_text() == text
 
 
 def test_markdown_includes_the_node_section() -> None:
@@ -59,10 +67,10 @@ def test_markdown_includes_the_node_section() -> None:
         "kv_step_us": {"1": step},
         "aura_state_bytes": {"1": 4224},
         "kv_state_bytes": {"1": 256},
-        "aura_layer_step_us": {"any": step},
+        "aura_reference_step_us": step,
         "kv_layer_step_us": {"1": step},
         "matvec_floor_us": step,
-        "aura_p50_us_by_block": {"block_steps": 1, "p50": [1.0]},
+        "aura_p50_us_by_block": {"block_steps": 1, "p50_by_round": [[1.0]]},
         "aura_writes": 1,
         "aura_steps": 1,
         "node_command": "python -m aura_mem_ros.node",

@@ -96,6 +96,11 @@ GATES: dict[str, Gate] = {
 }
 
 
+# Gates whose decision needs nothing but the layer's own outputs: the ones ``core/fused.py``
+# compiles into its kernel (the others keep the reference path in ``aura.py``).
+FUSED_GATES: tuple[str, ...] = ("learned", "always", "never")
+
+
 def get_gate(name: str) -> Gate:
     if name not in GATES:
         raise ValueError(f"unknown gate {name!r}; available: {sorted(GATES)}")

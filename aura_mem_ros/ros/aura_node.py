@@ -105,7 +105,7 @@ class AuraMemNode(LifecycleNode):
             backbone = make_backbone(p.backbone, **p.backbone_kwargs())
             threshold = None if p.gate_threshold < 0 else p.gate_threshold
             runtime, model_id = build_runtime(
-                backbone, p.aura_checkpoint, p.gate, threshold, p.seed
+                backbone, p.aura_checkpoint, p.gate, threshold, p.seed, p.fused_step
             )
             clamp = ActionClamp(p.action_min, p.action_max, backbone.action_dim)
             if p.use_wrist_image != (backbone.num_images >= 2):

@@ -90,6 +90,15 @@ SPECS: tuple[ParamSpec, ...] = (
         range=(1, 256),
     ),
     ParamSpec(
+        "fused_step",
+        True,
+        "Run the AURA step (learned/always/never gates) as one compiled kernel: ~6x faster "
+        "per step (at d_model 4096 ~80 us instead of ~570 us on a quiet core) for ~130 MB "
+        "more resident memory (numba + LLVM). false = the reference torch path, the same "
+        "function.",
+        read_only=True,
+    ),
+    ParamSpec(
         "instruction",
         "",
         "Instruction to use until one arrives on the instruction "
@@ -267,6 +276,7 @@ class NodeParams:
     gate_threshold: float
     seed: int
     torch_threads: int
+    fused_step: bool
     instruction: str
     on_instruction_change: str
     use_wrist_image: bool

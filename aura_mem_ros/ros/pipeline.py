@@ -98,12 +98,18 @@ BUNDLED = "bundled"  # aura_checkpoint value: the AURA layer shipped with the ba
 
 
 def build_runtime(
-    backbone: Backbone, checkpoint: str, gate: str, threshold: float | None, seed: int
+    backbone: Backbone,
+    checkpoint: str,
+    gate: str,
+    threshold: float | None,
+    seed: int,
+    fused: bool = True,
 ) -> tuple[Any, str]:
     """The core AuraRuntime for ``backbone`` and the memory's identity string.
 
     ``checkpoint``: a directory, ``"bundled"`` (the backbone's shipped layer; an untrained one
     when it ships none), or ``""`` (untrained: residual zero, actions = the backbone's).
+    ``fused``: the compiled step (``core/fused.py``) where the gate allows it.
     """
     from aura_mem_ros.core.checkpoint import init_aura, load_aura
     from aura_mem_ros.core.config import AuraConfig
@@ -129,7 +135,7 @@ def build_runtime(
             discrete=backbone.discrete,
         )
         layer = init_aura(cfg, seed=seed)
-    runtime = AuraRuntime(layer, gate=gate, threshold=threshold, seed=seed)
+    runtime = AuraRuntime(layer, gate=gate, threshold=threshold, seed=seed, fused=fused)
     ident = f"{backbone.model_id()}:{memory_identity(checkpoint, cfg.to_dict(), seed)}"
     return runtime, ident
 
