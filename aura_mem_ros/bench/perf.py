@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -145,6 +145,13 @@ def _steal_ticks() -> int:
         return -1
 
 
+class AuraRound(NamedTuple):
+    times_us: np.ndarray  # per step
+    state_bytes: dict[str, int]  # read off the live state tensors, by horizon
+    cpu_ns: int  # the thread's CPU time over the run
+    steal_ticks: int  # CPU ticks the hypervisor gave other guests meanwhile (-1: unknown)
+
+
 def _aura_round(
     runtime: Any,
     pool: np.ndarray,
@@ -152,17 +159,15 @@ def _aura_round(
     horizons: Sequence[int],
     samples: int,
     log: Callable[[str], None],
-) -> tuple[np.ndarray, dict[str, int]]:
-    """One continuous AURA run from a fresh memory to the largest horizon: per-step us, and
-    the state bytes read off the live tensors at each horizon."""
+) -> AuraRound:
+    """One continuous AURA run from a fresh memory to the largest horizon."""
     runtime.reset()
     last = max(horizons) + samples
     times = np.empty(last, dtype=np.float64)
-    state_bytes: dict[str, int] = {"_steal_ticks_before": _steal_ticks()}
-    cpu0 = time.thread_time_ns()
+    state_bytes: dict[str, int] = {}
     wanted = set(horizons)
     perf = time.perf_counter_ns
-    t_start = time.monotonic()
+    t_start, steal0, cpu0 = time.monotonic(), _steal_ticks(), time.thread_time_ns()
     for t in range(last):
         x = pool[t % len(pool)]
         t0 = perf()
@@ -173,10 +178,8 @@ def _aura_round(
             state_bytes[str(step)] = runtime.state_nbytes
         if step % 50_000 == 0:
             log(f"  aura: {step}/{last} steps ({time.monotonic() - t_start:.0f} s)")
-    state_bytes["_cpu_ns"] = time.thread_time_ns() - cpu0
-    state_bytes["_wall_ns"] = int(times.sum())
-    state_bytes["_steal_ticks"] = _steal_ticks() - state_bytes.pop("_steal_ticks_before")
-    return times / 1e3, state_bytes
+    cpu_ns, steal = time.thread_time_ns() - cpu0, _steal_ticks() - steal0
+    return AuraRound(times / 1e3, state_bytes, cpu_ns, steal if steal0 >= 0 else -1)
 
 
 def _kv_round(
@@ -242,14 +245,14 @@ def measure_steps(
     aura_runs, kv_runs, kv_bare_runs = [], [], []
     contention = []
     for rnd in range(rounds):
-        times_us, aura_bytes = _aura_round(runtime, pool, base, horizons, samples, log)
+        run = _aura_round(runtime, pool, base, horizons, samples, log)
+        times_us, aura_bytes = run.times_us, run.state_bytes
         aura_runs.append(times_us)
-        cpu_ns, wall_ns = aura_bytes.pop("_cpu_ns"), aura_bytes.pop("_wall_ns")
         contention.append(
             {
-                "wall_us_per_step": round(wall_ns / len(times_us) / 1e3, 1),
-                "thread_cpu_us_per_step": round(cpu_ns / len(times_us) / 1e3, 1),
-                "steal_ticks": aura_bytes.pop("_steal_ticks"),
+                "wall_us_per_step": round(float(times_us.mean()), 1),
+                "thread_cpu_us_per_step": round(run.cpu_ns / len(times_us) / 1e3, 1),
+                "steal_ticks": run.steal_ticks,
             }
         )
         kv_runs.append({})
