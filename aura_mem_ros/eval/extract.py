@@ -244,8 +244,14 @@ def extract(
             action = np.asarray(msg.action, np.float32)
             if chunk * dim != action.size or action.size == 0:
                 continue  # malformed or a safe action without shape: not a served step
-            if int(msg.step) == last_step and float(msg.latency_ms) == 0.0 and not msg.wrote:
-                continue  # the safe action published on deactivate repeats the last step
+            if getattr(msg, "is_safe_action", None) or (
+                # bags recorded before AuraAction carried is_safe_action
+                not hasattr(msg, "is_safe_action")
+                and int(msg.step) == last_step
+                and float(msg.latency_ms) == 0.0
+                and not msg.wrote
+            ):
+                continue  # the safe action published on deactivate: no observation behind it
             stamp = _stamp_ns(msg.header.stamp)
             src = pending.get(stamp)
             epoch = (
