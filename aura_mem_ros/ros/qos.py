@@ -29,8 +29,14 @@ def camera_qos() -> QoSProfile:
 
 
 def proprio_qos() -> QoSProfile:
-    # Joint states are sensor data too; only the newest one is used.
-    return camera_qos()
+    """Sensor data, depth 10: joint states are small and every one is kept (a frame is paired
+    with the one nearest its stamp, which need not be the newest when they come in bursts)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=10,
+        reliability=qos_profile_sensor_data.reliability,
+        durability=qos_profile_sensor_data.durability,
+    )
 
 
 def instruction_qos() -> QoSProfile:
