@@ -106,6 +106,8 @@ def main(args: list[str] | None = None) -> int:
     except StopRequested as stop:
         if node is not None:
             node.get_logger().info(f"{stop} during start-up: exiting")
+        else:
+            print(f"aura_mem_node: {stop} during start-up (no node yet): exiting", file=sys.stderr)
     except Exception as exc:
         if type(exc).__name__ != "ExternalShutdownException":  # rclpy shut down under us
             raise

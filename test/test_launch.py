@@ -1,15 +1,13 @@
 """The launch file, executed for real against stand-ins for ``launch``/``launch_ros`` (no wheels
-of them exist here), then its node started with exactly the namespace and remaps it produces:
+of them exist here; ``faults/launch_file.py``), then its node started with exactly the
+namespace and remaps it produces:
 every input is remapped, the launch defaults are the topics ``aura-mem-record`` records, and a
 bag recorded that way replays in ``aura-mem-eval``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -17,127 +15,46 @@ import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from ros_harness import REPO_ROOT, spin_for, spin_until
+from ros_harness import spin_for, spin_until
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from test_bags_support import wait_matched
 
 from aura_mem_ros.bags.record import DEFAULT_TOPICS, Recorder
 from aura_mem_ros.bags.writer import SplitBagWriter
+from aura_mem_ros.faults.launch_file import Launched, launch_description
 from aura_mem_ros.ros import qos, topics
 from aura_mem_ros.ros.aura_node import AuraMemNode
 from aura_mem_ros.ros.image_conversion import rgb_to_image
 
 pytestmark = pytest.mark.timeout(120)
-LAUNCH_FILE = REPO_ROOT / "launch" / "aura_mem.launch.py"
 # What every ROS node has besides its own topics.
 PLUMBING = {"/rosout", "/parameter_events"}
 
 
-class _Recorded:
-    """Stand-in for a launch action/substitution: keeps its arguments."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args, self.kwargs = args, kwargs
-
-
-class LaunchConfiguration(_Recorded):
-    pass
-
-
-class DeclareLaunchArgument(_Recorded):
-    pass
-
-
-class LaunchNode(_Recorded):
-    pass
-
-
-class LaunchDescription(_Recorded):
-    pass
-
-
-@pytest.fixture
-def launch_file(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    """launch/aura_mem.launch.py imported with the launch API stubbed."""
-    modules = {
-        "launch": types.ModuleType("launch"),
-        "launch.actions": types.ModuleType("launch.actions"),
-        "launch.substitutions": types.ModuleType("launch.substitutions"),
-        "launch_ros": types.ModuleType("launch_ros"),
-        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
-    }
-    modules["launch"].LaunchDescription = LaunchDescription
-    modules["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
-    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
-    modules["launch_ros.actions"].Node = LaunchNode
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setenv("AMENT_PREFIX_PATH", sys.prefix)  # the venv is the install prefix
-    spec = importlib.util.spec_from_file_location("aura_mem_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_launch(launch_file: types.ModuleType, **arguments: str) -> dict[str, Any]:
-    """generate_launch_description() with ``arguments`` (``name:=value``), substitutions
-    resolved: the node's name, namespace, parameter files and remaps."""
-    description = launch_file.generate_launch_description()
-    actions = description.args[0]
-    defaults = {
-        a.args[0]: a.kwargs["default_value"]
-        for a in actions
-        if isinstance(a, DeclareLaunchArgument)
-    }
-    unknown = set(arguments) - set(defaults)
-    assert not unknown, f"no such launch argument: {unknown}"
-    values = {**defaults, **arguments}
-
-    def resolve(value: Any) -> str:
-        if isinstance(value, LaunchConfiguration):
-            return values[value.args[0]]
-        if isinstance(value, list):
-            return "".join(resolve(v) for v in value)
-        return str(value)
-
-    (node,) = [a for a in actions if isinstance(a, LaunchNode)]
-    kw = node.kwargs
-    return {
-        "package": kw["package"],
-        "executable": kw["executable"],
-        "name": kw["name"],
-        "namespace": resolve(kw["namespace"]),
-        "parameters": [resolve(p) for p in kw["parameters"]],
-        "remaps": [(resolve(a), resolve(b)) for a, b in kw["remappings"]],
-    }
-
-
-def test_launch_remaps_every_input_and_declares_its_arguments(launch_file) -> None:
-    launched = run_launch(launch_file)
-    assert (launched["package"], launched["executable"]) == ("aura_mem_ros", "aura_mem_node")
-    assert launched["name"] == "aura_mem" and launched["namespace"] == ""
-    assert Path(launched["parameters"][0]).name == "aura_mem.yaml"
-    assert Path(launched["parameters"][0]).is_file()
-    assert sorted(src for src, _ in launched["remaps"]) == sorted(topics.input_names())
+def test_launch_remaps_every_input_and_declares_its_arguments() -> None:
+    launched = launch_description()
+    assert (launched.package, launched.executable) == ("aura_mem_ros", "aura_mem_node")
+    assert launched.name == "aura_mem" and launched.namespace == ""
+    assert Path(launched.parameters[0]).name == "aura_mem.yaml"
+    assert Path(launched.parameters[0]).is_file()
+    assert sorted(src for src, _ in launched.remaps) == sorted(topics.input_names())
     # Defaults: each input keeps its own (relative) name.
-    assert all(src == dst for src, dst in launched["remaps"])
-    moved = run_launch(launch_file, namespace="robot1", image_topic="/camera/color/image_raw")
-    remaps = dict(moved["remaps"])
+    assert all(src == dst for src, dst in launched.remaps)
+    moved = launch_description(namespace="robot1", image_topic="/camera/color/image_raw")
+    remaps = dict(moved.remaps)
     assert remaps["image"] == "/camera/color/image_raw"
     assert remaps["image/compressed"] == "/camera/color/image_raw/compressed"
-    assert moved["namespace"] == "robot1"
+    assert moved.namespace == "robot1"
+    with pytest.raises(ValueError, match="no such launch argument"):
+        launch_description(camera_topic="/x")
 
 
-def _start_like_launch(context: Any, launched: dict[str, Any], **params: Any) -> AuraMemNode:
+def _start_like_launch(context: Any, launched: Launched, **params: Any) -> AuraMemNode:
     """The node as ``ros2 launch`` would start it: its namespace and ``-r`` remaps."""
-    cli = ["--ros-args"]
-    for src, dst in launched["remaps"]:
-        cli += ["-r", f"{src}:={dst}"]
     return AuraMemNode(
         context=context,
-        namespace=launched["namespace"],
-        cli_args=cli,
+        cli_args=launched.ros_args(),
         parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
     )
 
@@ -157,10 +74,10 @@ TOY_ALL_INPUTS = {
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_launch_defaults_are_the_topics_the_recorder_records(
-    launch_file, ros_context, executor, compressed: bool
+    ros_context, executor, compressed: bool
 ) -> None:
     node = _start_like_launch(
-        ros_context, run_launch(launch_file), **TOY_ALL_INPUTS, use_compressed=compressed
+        ros_context, launch_description(), **TOY_ALL_INPUTS, use_compressed=compressed
     )
     executor.add_node(node)
     try:
@@ -180,33 +97,21 @@ def test_launch_defaults_are_the_topics_the_recorder_records(
 
 
 def _serve_and_record(
-    context: Any, executor: Any, launched: dict[str, Any], recorder: Recorder, frames: int = 12
+    context: Any, executor: Any, launched: Launched, recorder: Recorder, frames: int = 12
 ) -> None:
     """Frames, joint states and the instruction on the topics the launch file wired."""
-    node = _start_like_launch(
-        context,
-        launched,
-        **{
-            **TOY_ALL_INPUTS,
-            "use_wrist_image": False,
-            "backbone_args": '{"d_model": 16, "proprio_dim": 1}',
-        },
-    )
-    ns = launched["namespace"]
-    remaps = dict(launched["remaps"])
-
-    def absolute(name: str) -> str:
-        return name if name.startswith("/") else f"/{ns}/{name}".replace("//", "/")
-
+    params = {**TOY_ALL_INPUTS, "use_wrist_image": False}
+    params["backbone_args"] = '{"d_model": 16, "proprio_dim": 1}'
+    node = _start_like_launch(context, launched, **params)
     client = Node("launch_bag_client", context=context)
-    image_pub = client.create_publisher(Image, absolute(remaps["image"]), qos.camera_qos())
-    joint_pub = client.create_publisher(JointState, absolute(remaps["proprio"]), qos.proprio_qos())
+    image_pub = client.create_publisher(Image, launched.topic_of("image"), qos.camera_qos())
+    joint_pub = client.create_publisher(JointState, launched.topic_of("proprio"), qos.proprio_qos())
     for n in (node, client, recorder.node):
         executor.add_node(n)
     try:
         assert node.autostart(), node.configure_error
-        action_topic = topics.node_path(ns) + "/action"
-        wait_matched(executor, recorder, {absolute(remaps["image"]), action_topic})
+        action_topic = topics.node_path(launched.namespace) + "/action"
+        wait_matched(executor, recorder, {launched.topic_of("image"), action_topic})
         assert spin_until(executor, lambda: recorder.node_parameters is not None, 5.0)
         rng = np.random.default_rng(0)
         for i in range(frames):
@@ -235,16 +140,14 @@ def _eval(bag: Path, out: Path, *extra: str) -> dict[str, Any]:
     return json.loads((out / "report.json").read_text())["bags"][0]
 
 
-def test_record_with_launch_defaults_then_replay(
-    launch_file, ros_context, executor, tmp_path: Path
-) -> None:
+def test_record_with_launch_defaults_then_replay(ros_context, executor, tmp_path: Path) -> None:
     """What failed in the issue: the launch file's camera topic was not the recorder's, so
     the bag had no camera and aura-mem-eval found 0 observations."""
     bag = tmp_path / "bag"
     recorder = Recorder(
         SplitBagWriter(bag), DEFAULT_TOPICS, context=ros_context, log=lambda _: None
     )
-    _serve_and_record(ros_context, executor, run_launch(launch_file), recorder)
+    _serve_and_record(ros_context, executor, launch_description(), recorder)
     report = _eval(bag, tmp_path / "eval")
     assert report["steps"] == 12
     assert report["observations_matched"] == 12
@@ -252,10 +155,10 @@ def test_record_with_launch_defaults_then_replay(
 
 
 def test_record_a_namespaced_remapped_launch_by_following_the_node(
-    launch_file, ros_context, executor, tmp_path: Path
+    ros_context, executor, tmp_path: Path
 ) -> None:
-    launched = run_launch(
-        launch_file, namespace="robot1", image_topic="/camera/image_raw", proprio_topic="joints"
+    launched = launch_description(
+        namespace="robot1", image_topic="/camera/image_raw", proprio_topic="joints"
     )
     bag = tmp_path / "bag"
     recorder = Recorder(
@@ -284,12 +187,10 @@ def test_record_a_namespaced_remapped_launch_by_following_the_node(
     assert report["steps"] == 12 and report["observations_matched"] == 12
 
 
-def test_instruction_string_reaches_a_namespaced_node(launch_file, ros_context, executor) -> None:
+def test_instruction_string_reaches_a_namespaced_node(ros_context, executor) -> None:
     """The latched instruction, published where the launch file wires it, is taken."""
     node = _start_like_launch(
-        ros_context,
-        run_launch(launch_file, namespace="robot1"),
-        **{**TOY_ALL_INPUTS, "instruction": ""},
+        ros_context, launch_description(namespace="robot1"), **{**TOY_ALL_INPUTS, "instruction": ""}
     )
     client = Node("launch_instruction_client", context=ros_context)
     pub = client.create_publisher(String, "/robot1/instruction", qos.instruction_qos())

@@ -23,6 +23,7 @@ from typing import Any
 
 from aura_mem_ros.bench.cli import command_line
 from aura_mem_ros.faults import scenarios as sc
+from aura_mem_ros.faults import scenarios_serving
 from aura_mem_ros.faults.harness import Probe, reserved_domain
 from aura_mem_ros.faults.report import render_markdown
 
@@ -41,6 +42,7 @@ ROW_NAMES = (
     "crash_points",
     "corrupt_state_file",
     "unwritable_state_dir",
+    *scenarios_serving.ROW_NAMES,
 )
 # The shared node's max_image_pixels (160 x 120). Not the YAML's 3840 x 2160: a real frame
 # above that is ~25 MB, and with the node's best-effort camera QoS the default Fast DDS
@@ -145,6 +147,9 @@ def run_rows(
                 lambda: sc.corrupt_state_file(probe, domain, work, corrupt_variants),
             )
             guarded("unwritable_state_dir", lambda: sc.unwritable_state_dir(probe, domain, work))
+            with scenarios_serving.serving_rows(probe, domain, work) as serving:
+                for name, row_fn in serving.rows().items():
+                    guarded(name, row_fn)
         finally:
             probe.close()
     return rows

@@ -73,8 +73,9 @@ def render_markdown(rows: Sequence[FaultRow], meta: dict[str, Any]) -> str:
     lines += [
         "",
         "Pass criteria per row are the `row.check(...)` calls in "
-        "`aura_mem_ros/faults/scenarios.py`; the same scenario functions run as pytest tests "
-        "(`test/test_faults_*.py`) with fewer repeats.",
+        "`aura_mem_ros/faults/scenarios.py` (and the named `check(row, name, ...)` calls of "
+        "the serving rows, `scenarios_serving.py` / `scenarios_serving_process.py`); the same "
+        "scenario functions run as pytest tests (`test/test_faults_*.py`) with fewer repeats.",
         "",
     ]
     return "\n".join(lines)

@@ -22,10 +22,12 @@ every input behind the action is still younger than its maximum age (``freshness
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -79,6 +81,24 @@ LOG_EVERY_S = 1.0  # per rejection reason, so a broken camera cannot flood the l
 FINALIZED = "finalized: the node was shut down and serves nothing"
 
 
+def _timed_transition(
+    callback: Callable[[AuraMemNode, LifecycleState], TransitionCallbackReturn],
+) -> Callable[[AuraMemNode, LifecycleState], TransitionCallbackReturn]:
+    """Log how long a transition held the executor (configure loads the model; the others
+    must stay well under 100 ms: they never wait for an inference)."""
+
+    @functools.wraps(callback)
+    def timed(node: AuraMemNode, state: LifecycleState) -> TransitionCallbackReturn:
+        t0 = time.perf_counter()
+        try:
+            return callback(node, state)
+        finally:
+            ms = (time.perf_counter() - t0) * 1e3
+            node.get_logger().info(f"transition {callback.__name__[3:]} took {ms:.1f} ms")
+
+    return timed
+
+
 class AuraMemNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -121,6 +141,7 @@ class AuraMemNode(LifecycleNode):
         )
 
     # ------------------------------------------------------------------ lifecycle
+    @_timed_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load backbone + memory and create endpoints; FAILURE (with ERROR diagnostics) on any
         problem, leaving the node unconfigured and alive so it can be fixed and retried."""
@@ -174,6 +195,7 @@ class AuraMemNode(LifecycleNode):
         )
         return TransitionCallbackReturn.SUCCESS
 
+    @_timed_transition
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start serving frames: the lifecycle publishers open, a new serving session begins."""
         with self._publish_lock:
@@ -190,6 +212,7 @@ class AuraMemNode(LifecycleNode):
         )
         return super().on_activate(state)
 
+    @_timed_transition
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Publish the safe action now and stop serving; an inference in flight is not waited
         for, its result is discarded."""
@@ -198,12 +221,14 @@ class AuraMemNode(LifecycleNode):
         self._state_label = "inactive"
         return ret
 
+    @_timed_transition
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Drop model, memory and endpoints (configure may then run again)."""
         self._teardown()
         self._state_label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
+    @_timed_transition
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Final stop from any state: safe action if serving, flush memory, release all, and
         say so on /diagnostics (every status: finalized)."""
@@ -214,6 +239,7 @@ class AuraMemNode(LifecycleNode):
         self._diag.broadcast(WARN, FINALIZED)
         return TransitionCallbackReturn.SUCCESS
 
+    @_timed_transition
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         """A transition raised: stop serving and drop everything; the node stays alive."""
         if self._serving():
@@ -538,6 +564,12 @@ class AuraMemNode(LifecycleNode):
                 times = replace(times, proprio_ns=joints.time_ns)
                 if not self._fresh(times):
                     return
+                if times.proprio_gap_s > p.max_proprio_age_s:
+                    raise InputRejectedError(
+                        "stale_proprio",
+                        f"the nearest joint state is {times.proprio_gap_s:.3f} s from the "
+                        f"frame's stamp (max_proprio_age_s={p.max_proprio_age_s}); no action",
+                    )
                 proprio = joint_state_to_proprio(
                     joints.msg,
                     p.proprio_joint_names,

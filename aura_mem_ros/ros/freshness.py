@@ -6,7 +6,8 @@ Two rules make "never publish a command built from stale inputs" hold by constru
   before inference, to save the work): the camera frame (and wrist frame) must be younger than
   ``max_obs_age_s``, the joint state younger than ``max_proprio_age_s``, measured on the node
   clock AT THAT MOMENT. A slow inference therefore cannot publish an answer to an old image.
-* ``ProprioBuffer.pair`` picks the joint state whose stamp is nearest the frame's. The
+* ``ProprioBuffer.pair`` picks the joint state whose stamp is nearest the frame's (and the
+  node rejects it if even that one lies more than ``max_proprio_age_s`` from the frame). The
   "is a newer one there yet?" test and the wait happen under the lock that ``add`` takes, so a
   joint state that arrives just before the wait is never missed (the old race), and waiting
   can only end on the matching state, never pair the frame with the NEXT one.
@@ -119,6 +120,14 @@ class SourceTimes:
     image_ns: int
     wrist_ns: int | None = None
     proprio_ns: int | None = None
+
+    @property
+    def proprio_gap_s(self) -> float:
+        """Seconds between the joint state and the frame (0 when either time is unknown): a
+        joint state far from the frame's instant is no description of it, however fresh."""
+        if self.proprio_ns is None or self.image_ns == 0:
+            return 0.0
+        return abs(self.proprio_ns - self.image_ns) / NS
 
     def stale_input(
         self, now_ns: int, max_obs_age_s: float, max_proprio_age_s: float

@@ -165,7 +165,8 @@ SPECS: tuple[ParamSpec, ...] = (
         0.25,
         "The joint state paired with a frame must be younger than this (node clock minus its "
         "stamp, or minus its arrival time when unstamped), before inference and at publish "
-        "time; else the step is rejected (stale_proprio).",
+        "time, and no further than this from the frame's stamp; else the step is rejected "
+        "(stale_proprio).",
         range=(0.001, 3600.0),
     ),
     ParamSpec(
