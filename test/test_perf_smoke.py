@@ -107,3 +107,29 @@ def test_raw_profile_separates_idle_from_busy_samples() -> None:
     )
     assert summary["busy_samples"] == 3 and summary["idle_samples"] == 5
     assert {r["function"] for r in summary["top_inclusive"]} == {"a (m.py)", "b (m.py)"}
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_serving_latency_runs_and_keeps_its_section_in_perf_md(tmp_path: Path) -> None:
+    """`aura-mem-bench serving-latency` (joint states at camera rate) on a 1-s stream: the
+    JSON has what the perf.md section shows, and bench perf re-rendering perf.md keeps it."""
+    from aura_mem_ros.bench import serving_latency
+
+    out, md = tmp_path / "perf_serving.json", tmp_path / "perf.md"
+    md.write_text("# Performance\n\nthe per-step sections\n")
+    args = ["--sizes", "224x224", "--seconds", "1", "--warmup-seconds", "0.5"]
+    assert serving_latency.main([*args, "--out", str(out), "--md", str(md)]) == 0
+    result = json.loads(out.read_text())
+    (row,) = result["sizes"]
+    assert row["size"] == "224x224" and row["frames_sent"] >= 20
+    assert row["actions"] > 0 and row["e2e_ms"]["p95"] >= row["e2e_ms"]["p50"] > 0
+    assert result["meta"]["profile"] is True
+    text = md.read_text()
+    assert text.startswith("# Performance\n\nthe per-step sections")
+    assert text.count(serving_latency.MARK_BEGIN) == 1 and "| 224x224 |" in text
+    # Written again: the section is replaced, not repeated.
+    serving_latency.write_into(md, serving_latency.render_section(result))
+    assert md.read_text().count(serving_latency.MARK_BEGIN) == 1
+    assert serving_latency.section_from(out).strip() in md.read_text()

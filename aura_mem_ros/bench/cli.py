@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "closed-loop": ("aura_mem_ros.bench.closed_loop", "MiniGrid-Memory closed-loop panel"),
     "perf": ("aura_mem_ros.bench.perf", "per-step latency, node latency and memory"),
     "faults": ("aura_mem_ros.bench.faults", "inject every fault of the reliability table"),
+    "serving-latency": (
+        "aura_mem_ros.bench.serving_latency",
+        "the node end to end with joint states at camera rate",
+    ),
 }
 
 

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from aura_mem_ros.bench import serving_latency
 from aura_mem_ros.bench.cli import command_line
 
 D_MODEL, CHUNK, ACTION_DIM = 4096, 8, 7  # OpenVLA-OFT's feature size and action chunk
@@ -1045,7 +1046,10 @@ def run(args: argparse.Namespace) -> int:
     if args.render is not None:
         if args.md is None:
             raise SystemExit("--render needs --md")
-        args.md.write_text(render_markdown(json.loads(args.render.read_text())))
+        args.md.write_text(
+            render_markdown(json.loads(args.render.read_text()))
+            + serving_latency.section_from(args.md.with_name("perf_serving.json"))
+        )
         return 0
     if args.quick:
         args.horizons, args.samples, args.rounds = "1,100", 50, 2
@@ -1102,7 +1106,10 @@ def run(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
     if args.md:
         args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(render_markdown(result))
+        args.md.write_text(
+            render_markdown(result)
+            + serving_latency.section_from(args.md.with_name("perf_serving.json"))
+        )
     if not args.out and not args.md:
         print(json.dumps({k: result[k] for k in result if k in REQUIRED_KEYS}, indent=1))
     return 0
