@@ -204,3 +204,17 @@ def test_instruction_string_reaches_a_namespaced_node(ros_context, executor) -> 
         for n in (node, client):
             executor.remove_node(n)
             n.destroy_node()
+
+
+def test_recorder_namespace_option_follows_a_namespaced_launch() -> None:
+    """``aura-mem-record --namespace robot1`` records what ``namespace:=robot1`` wires."""
+    from aura_mem_ros.bags.record import build_parser
+
+    args = build_parser().parse_args(["--namespace", "robot1"])
+    recorded = set(topics.node_topics(args.namespace))
+    launched = launch_description(namespace="robot1")
+    wired = {launched.topic_of(name) for name in topics.input_names()}
+    assert wired <= recorded
+    assert {"/robot1/aura_mem/action", "/robot1/aura_mem/stats", "/diagnostics"} <= recorded
+    assert topics.node_path("robot1") == "/robot1/aura_mem"
+    assert args.node is None  # defaults to /robot1/aura_mem in main()

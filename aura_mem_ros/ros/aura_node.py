@@ -458,6 +458,8 @@ class AuraMemNode(LifecycleNode):
     def _on_parameters_set(self, params: list[Parameter]) -> None:
         """Refresh the snapshot so live parameters (dry_run, limits, ...) take effect now."""
         self.params = parameters.read_all(self)
+        if self._serving():
+            self._frames.set_expected_rate(self._camera_rate_hz())
 
     def _on_stats_timer(self) -> None:
         """Publish ~/stats and the rqt_plot-friendly numeric topics (lifecycle publishers:
