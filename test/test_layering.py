@@ -20,6 +20,13 @@ ROS_FREE = [
     "aura_mem_ros.backbones.toy",
     "aura_mem_ros.persistence",
     "aura_mem_ros.training.memory_fit",
+    # the node's rules, kept apart from its wiring (ros/aura_node.py)
+    "aura_mem_ros.ros.pipeline",
+    "aura_mem_ros.ros.stats",
+    "aura_mem_ros.ros.freshness",
+    "aura_mem_ros.ros.frame_rate",
+    "aura_mem_ros.ros.worker",
+    "aura_mem_ros.ros.topics",
 ]
 
 

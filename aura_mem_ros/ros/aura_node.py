@@ -18,6 +18,10 @@ it only publishes while the node is active.
 The publish gate (``_publish_result``) is the only way a computed action leaves the node: it
 checks, at that moment, that the serving session is the one the frame arrived in and that
 every input behind the action is still younger than its maximum age (``freshness.py``).
+
+Why one ~700-line class: it is the wiring (lifecycle, endpoints, callbacks, the worker's
+sequence, the publish gate); every rule it applies lives in a small rclpy-free sibling
+(pipeline, freshness, frame_rate, worker, stats, diagnostics, topics) with its own tests.
 """
 
 from __future__ import annotations
