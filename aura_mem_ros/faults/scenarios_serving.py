@@ -157,8 +157,9 @@ def proprio_stream_stops(s: Session, gap_s: float = 2.0) -> FaultRow:
     with probe.proprio_paused():
         t_last_joint = time.time_ns()  # the stream paused before this moment
         end = time.monotonic() + gap_s
+        stamps = []
         while time.monotonic() < end:
-            probe.send_frame(s.frame())
+            stamps.append(stamp_ns_of(probe.send_frame(s.frame()).header.stamp))
             time.sleep(1 / 30)
         t_resume = time.time_ns()
     time.sleep(0.3)
@@ -177,8 +178,15 @@ def proprio_stream_stops(s: Session, gap_s: float = 2.0) -> FaultRow:
         not late,
         f"{len(late)} action(s) from frames > {limit + 0.1:.2f} s after the last joint state",
     )
-    expected = int((gap_s - limit - 0.1) * 30 * 0.5)
-    check(row, "counted", rejected >= expected, f"{rejected} stale_proprio, expected >= {expected}")
+    # Each rejection first waits proprio_sync_s (0.05 s) for a joint state that never comes,
+    # so about every other frame of a 30-Hz camera finds the worker busy (dropped instead).
+    beyond = sum(t_last_joint + margin < t < t_resume - margin for t in stamps)
+    check(
+        row,
+        "counted",
+        rejected >= beyond // 3,
+        f"{rejected} stale_proprio for {beyond} frames sent well after the last joint state",
+    )
     warn = probe.wait_status(
         "inputs",
         lambda st: level_name(st) == "WARN" and "rejected_stale_proprio" in status_values(st),
