@@ -306,13 +306,18 @@ def oversized_instruction(s: Session) -> FaultRow:
     before = s.inputs_values()
     log_before = len(s.node.log())
     idx = probe.n_diagnostics()
+    arrived = []
     for count, size in enumerate((1_000_000, 10_000_000), 1):
         probe.instruct("pick up the " + "x" * size)
-        wait_until(
-            lambda n=count: (
-                inputs_delta(before, s.inputs_values(), "rejected_oversized_instruction") >= n
-            ),
-            20.0,
+        # A reliable 10-MB sample can take long (or never finish) over the default transports;
+        # what does arrive must be rejected, and nothing oversized may ever be taken.
+        arrived.append(
+            wait_until(
+                lambda n=count: (
+                    inputs_delta(before, s.inputs_values(), "rejected_oversized_instruction") >= n
+                ),
+                30.0,
+            )
         )
     time.sleep(2 * DIAG_PERIOD_S + 0.2)
     after = s.inputs_values()
@@ -322,7 +327,9 @@ def oversized_instruction(s: Session) -> FaultRow:
     biggest = max((len(serialize_message(a)) for a in arrays), default=0)
     lines = s.node.log()[log_before:].splitlines()
     longest = max((len(line) for line in lines), default=0)
-    check(row, "rejected", rejected == 2, f"rejected_oversized_instruction rose by {rejected}")
+    check(
+        row, "rejected", arrived[0] and rejected >= 1, f"rejected_oversized_instruction +{rejected}"
+    )
     check(row, "task_kept", after.get("instruction") == MINI_INSTRUCTION, "instruction changed")
     check(row, "diagnostics_small", biggest < 16_000, f"a DiagnosticArray of {biggest} bytes")
     check(row, "log_small", longest < 1000, f"a log line of {longest} characters")
@@ -331,7 +338,9 @@ def oversized_instruction(s: Session) -> FaultRow:
     check(row, "still_serving", row.kept_running, "no action afterwards")
     logged = [ln for ln in lines if "oversized_instruction" in ln]
     row.node_did = (
-        f"rejected {rejected}/2 (oversized_instruction), kept the task; largest "
+        "1 MB: rejected; 10 MB: "
+        + ("rejected" if arrived[1] else "not delivered by the default transports in 30 s")
+        + f" (rejected_oversized_instruction +{rejected}); kept the task; largest "
         f"/diagnostics array {biggest} B, longest log line {longest} chars"
         + (f": `{logged[0].split('] ', 2)[-1][:100]}...`" if logged else "")
     )
