@@ -352,25 +352,30 @@ def oversized_instruction(s: Session) -> FaultRow:
 
 
 # --------------------------------------------------------------------------- item 6
-def _stream_with_loss(
-    probe: Probe, s: Session, seconds: float, keep: Callable[[int], bool], pub: Any = None
-) -> tuple[int, int]:
-    """A 30-Hz camera stamp sequence in real time; frames with keep(i) false never leave
-    (lost in transport as far as the node can tell). Returns (generated, sent)."""
-    pub = pub or probe.image_pub
-    t0 = probe.node.get_clock().now().nanoseconds
-    start = time.monotonic()
-    n = int(seconds * 30)
-    sent = 0
-    for i in range(n):
-        time.sleep(max(0.0, start + i / 30 - time.monotonic()))
-        if keep(i):
-            ns = t0 + int(i * 1e9 / 30)
-            stamp = probe.now_msg()
-            stamp.sec, stamp.nanosec = ns // 10**9, ns % 10**9
-            pub.publish(probe.image_msg(s.frame(), stamp))
-            sent += 1
-    return n, sent
+class _Camera:
+    """A 30-Hz camera stamp sequence, continuous across calls (a real camera does not restart
+    its clock between two stretches of loss); frames with keep(i) false never leave, which is
+    all the node can see of a transport loss."""
+
+    def __init__(self, probe: Probe, s: Session, pub: Any = None) -> None:
+        self.probe, self.s, self.pub = probe, s, pub or probe.image_pub
+        self.t0 = probe.node.get_clock().now().nanoseconds
+        self.index = 0
+
+    def stream(self, seconds: float, keep: Callable[[int], bool]) -> tuple[int, int]:
+        """(frames generated, frames sent)."""
+        start = time.monotonic()
+        n, sent = int(seconds * 30), 0
+        for k in range(n):
+            time.sleep(max(0.0, start + k / 30 - time.monotonic()))
+            if keep(k):
+                ns = self.t0 + int((self.index + k) * 1e9 / 30)
+                stamp = self.probe.now_msg()
+                stamp.sec, stamp.nanosec = ns // 10**9, ns % 10**9
+                self.pub.publish(self.probe.image_msg(self.s.frame(), stamp))
+                sent += 1
+        self.index += n
+        return n, sent
 
 
 def transport_loss(s: Session) -> FaultRow:
@@ -388,7 +393,8 @@ def transport_loss(s: Session) -> FaultRow:
     check(row, "rate_configured", set_param(probe, "camera_rate_hz", 30.0), "set refused")
     idx = probe.n_diagnostics()
     lost0 = int((probe.latest_stats() or type("S", (), {"frames_lost": 0})).frames_lost)
-    n, sent = _stream_with_loss(probe, s, 3.0, lambda i: i % 5 < 3)
+    camera = _Camera(probe, s)
+    n, sent = camera.stream(3.0, lambda i: i % 5 < 3)
     warn = probe.wait_status("transport", lambda st: level_name(st) == "WARN", 3.0, since=idx)
     check(row, "warned", warn is not None, "transport never WARNed")
     check(
@@ -397,13 +403,20 @@ def transport_loss(s: Session) -> FaultRow:
         warn is not None and "fastdds_large_data.xml" in warn.message,
         "the WARN does not name the Fast DDS profile",
     )
-    _stream_with_loss(probe, s, 3.0, lambda i: True)
+    camera.stream(3.0, lambda i: True)
     idx_ok = probe.n_diagnostics()
     ok = probe.wait_status("transport", lambda st: True, 2.0, since=idx_ok)
     # Counted once the next frame has arrived (the last withheld ones show only then).
     stats = s.fresh_stats(time.time_ns())
     lost = int(stats.frames_lost) - lost0 if stats is not None else -1
-    check(row, "counted", abs(lost - (n - sent)) <= 3, f"frames_lost {lost}, {n - sent} withheld")
+    # Best-effort frames may also really be lost between the processes: a little slack.
+    withheld = n - sent
+    check(
+        row,
+        "counted",
+        abs(lost - withheld) <= max(3, withheld // 10),
+        f"frames_lost {lost}, {withheld} withheld",
+    )
     check(
         row,
         "clears",
@@ -412,7 +425,7 @@ def transport_loss(s: Session) -> FaultRow:
     )
     # The rate a camera advertises as its QoS deadline, with nothing configured.
     check(row, "rate_unset", set_param(probe, "camera_rate_hz", 0.0), "set refused")
-    camera = probe.node.create_publisher(
+    advertising = probe.node.create_publisher(
         Image,
         "/image",
         QoSProfile(
@@ -422,16 +435,16 @@ def transport_loss(s: Session) -> FaultRow:
         ),
     )
     try:
-        wait_until(lambda: camera.get_subscription_count() > 0, 5.0)
+        wait_until(lambda: advertising.get_subscription_count() > 0, 5.0)
         time.sleep(2 * DIAG_PERIOD_S)
         idx_adv = probe.n_diagnostics()
-        _stream_with_loss(probe, s, 3.0, lambda i: i % 2 == 0, pub=camera)
+        _Camera(probe, s, advertising).stream(3.0, lambda i: i % 2 == 0)
         adv = probe.wait_status(
             "transport", lambda st: level_name(st) == "WARN", 3.0, since=idx_adv
         )
         check(row, "advertised_rate", adv is not None, "no WARN at the advertised rate")
     finally:
-        probe.node.destroy_publisher(camera)
+        probe.node.destroy_publisher(advertising)
     row.kept_running = s.alive() and s.good_frame() is not None
     check(row, "still_serving", row.kept_running, "no action afterwards")
     row.node_did = (
