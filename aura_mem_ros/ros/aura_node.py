@@ -91,14 +91,18 @@ def _timed_transition(
     """Log how long a transition held the executor (configure loads the model; the others
     must stay well under 100 ms: they never wait for an inference)."""
 
+    name = callback.__name__[3:]
+
     @functools.wraps(callback)
     def timed(node: AuraMemNode, state: LifecycleState) -> TransitionCallbackReturn:
+        if name == "configure":  # may take long: say that it started
+            node.get_logger().info("transition configure started (loading the backbone)")
         t0 = time.perf_counter()
         try:
             return callback(node, state)
         finally:
             ms = (time.perf_counter() - t0) * 1e3
-            node.get_logger().info(f"transition {callback.__name__[3:]} took {ms:.1f} ms")
+            node.get_logger().info(f"transition {name} took {ms:.1f} ms")
 
     return timed
 
