@@ -347,7 +347,10 @@ def oversized_instruction(s: Session) -> FaultRow:
     row.memory_lost = "no: task and memory unchanged"
     warn = probe.wait_status("inputs", lambda st: "rejected" in st.message, 1.0, since=idx)
     row.diagnostics = describe_status(warn, ("rejected_oversized_instruction",))
+    # Leave the latched topic holding the real task, and let a 10-MB sample still in
+    # transfer finish before the next row (its reassembly holds the node's executor).
     s.probe.instruct(MINI_INSTRUCTION)
+    time.sleep(2.0)
     return row
 
 
@@ -407,13 +410,14 @@ def transport_loss(s: Session) -> FaultRow:
         warn is not None and "fastdds_large_data.xml" in warn.message,
         "the WARN does not name the Fast DDS profile",
     )
-    # Every withheld frame is counted; best-effort frames really lost between the two
-    # processes count too (rightly), hence the slack above.
+    # Withheld frames are counted; best-effort frames really lost between the two processes
+    # count too (rightly), and a node stall longer than camera_timeout_s reads as a dropout
+    # instead (not counted): an estimate, checked as one.
     withheld = n - sent
     check(
         row,
         "counted",
-        withheld <= lost <= withheld + max(3, sent // 10),
+        0.7 * withheld <= lost <= withheld + max(3, sent // 10),
         f"frames_lost {lost}, {withheld} withheld of {n}",
     )
     camera.stream(90, lambda i: True)
@@ -599,8 +603,8 @@ class ServingRows:
         self._starts += 1
         s = node_session(self.probe, self.domain, self.workdir, f"shared{self._starts}", {})
         if not s.ready(120.0):
-            s.close()
-            raise RuntimeError("shared node never served:\n" + s.node.log()[-2000:])
+            log = s.close()
+            raise RuntimeError("shared node never served:\n" + log[-2000:])
         self._shared = s
         return s
 
