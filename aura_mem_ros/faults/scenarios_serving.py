@@ -295,28 +295,34 @@ def proprio_pairing(probe: Probe, domain: int, workdir: Path, frames: int = 60) 
 
 
 # --------------------------------------------------------------------------- item 5
+SIZES = (100_000, 1_000_000, 10_000_000)  # the limit is 1024 bytes
+
+
 def oversized_instruction(s: Session) -> FaultRow:
     from rclpy.serialization import serialize_message
 
     row = new_row(
-        "oversized instruction (1 MB, 10 MB)",
-        "instructions of 1 MB and 10 MB on /instruction (max_instruction_bytes 1024)",
+        "oversized instruction (100 kB, 1 MB, 10 MB)",
+        "instructions of 100 kB, 1 MB and 10 MB on /instruction (max_instruction_bytes 1024)",
     )
     probe = s.probe
     before = s.inputs_values()
     log_before = len(s.node.log())
     idx = probe.n_diagnostics()
-    arrived = []
-    for count, size in enumerate((1_000_000, 10_000_000), 1):
+    arrived: list[bool] = []
+    for size in SIZES:
         probe.instruct("pick up the " + "x" * size)
-        # A reliable 10-MB sample can take long (or never finish) over the default transports;
-        # what does arrive must be rejected, and nothing oversized may ever be taken.
+        # Over the default transports a reliable sample above the 512-KB shared-memory segment
+        # is fragmented over UDP and repaired by heartbeats: on a loaded machine 1 MB can take
+        # tens of seconds, and a later sample replaces it (depth 1). What arrives must be
+        # rejected; nothing oversized may ever be taken.
+        need = sum(arrived) + 1
         arrived.append(
             wait_until(
-                lambda n=count: (
+                lambda n=need: (
                     inputs_delta(before, s.inputs_values(), "rejected_oversized_instruction") >= n
                 ),
-                30.0,
+                20.0,
             )
         )
     time.sleep(2 * DIAG_PERIOD_S + 0.2)
@@ -327,9 +333,7 @@ def oversized_instruction(s: Session) -> FaultRow:
     biggest = max((len(serialize_message(a)) for a in arrays), default=0)
     lines = s.node.log()[log_before:].splitlines()
     longest = max((len(line) for line in lines), default=0)
-    check(
-        row, "rejected", arrived[0] and rejected >= 1, f"rejected_oversized_instruction +{rejected}"
-    )
+    check(row, "rejected", arrived[0], "the 100-kB instruction was not rejected")
     check(row, "task_kept", after.get("instruction") == MINI_INSTRUCTION, "instruction changed")
     check(row, "diagnostics_small", biggest < 16_000, f"a DiagnosticArray of {biggest} bytes")
     check(row, "log_small", longest < 1000, f"a log line of {longest} characters")
@@ -338,8 +342,10 @@ def oversized_instruction(s: Session) -> FaultRow:
     check(row, "still_serving", row.kept_running, "no action afterwards")
     logged = [ln for ln in lines if "oversized_instruction" in ln]
     row.node_did = (
-        "1 MB: rejected; 10 MB: "
-        + ("rejected" if arrived[1] else "not delivered by the default transports in 30 s")
+        ", ".join(
+            f"{size / 1e6:g} MB: " + ("rejected" if ok else "not delivered in 20 s")
+            for size, ok in zip(SIZES, arrived, strict=True)
+        )
         + f" (rejected_oversized_instruction +{rejected}); kept the task; largest "
         f"/diagnostics array {biggest} B, longest log line {longest} chars"
         + (f": `{logged[0].split('] ', 2)[-1][:100]}...`" if logged else "")
