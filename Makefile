@@ -52,7 +52,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check aura_mem_ros test tools scripts
+	$(VENV)/bin/ruff format --check aura_mem_ros aura_mem_dev test tools scripts
 
 demo: setup
 	$(PY) -m aura_mem_ros.demo
@@ -74,7 +74,7 @@ clean:
 	rm -rf build _skbuild *.egg-info
 
 train-default: setup
-	nice -n 10 $(PY) -m aura_mem_ros.training.train_default
+	nice -n 10 $(PY) -m aura_mem_dev.training.train_default
 
 bench-synthetic: setup
 	$(PY) scripts/bench_synthetic.py

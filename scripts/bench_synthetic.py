@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
-        from aura_mem_ros.bench.cli import main as bench
+        from aura_mem_dev.bench.cli import main as bench
 
         for config in configs:
             out = args.out_dir / f"synthetic_{config}.json"

@@ -21,8 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aura_mem_ros.bench.closed_loop import format_table, run_panel  # noqa: E402
-from aura_mem_ros.training.seeds import EVAL_SEED_BASE  # noqa: E402
+from aura_mem_dev.bench.closed_loop import format_table, run_panel  # noqa: E402
+from aura_mem_dev.training.seeds import EVAL_SEED_BASE  # noqa: E402
 
 ENVS = ("MiniGrid-MemoryS13-v0", "MiniGrid-MemoryS11-v0")
 
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def method_lines() -> list[str]:
+    from aura_mem_dev.training.aura_dagger import AuraTrainConfig
+    from aura_mem_dev.training.kv_train import KVTrainConfig
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
-    from aura_mem_ros.training.aura_dagger import AuraTrainConfig
-    from aura_mem_ros.training.kv_train import KVTrainConfig
 
     acfg, kcfg = AuraTrainConfig(), KVTrainConfig()
 
@@ -137,7 +137,7 @@ def method_lines() -> list[str]:
         "gate fitted to "
         "the exact counterfactual action-error benefit of each write against a Lagrange write "
         f"price (budget {acfg.target_write_rate} writes/step; see "
-        "`aura_mem_ros/training/memory_fit.py`); the "
+        "`aura_mem_dev/training/memory_fit.py`); the "
         "`always_kv` arm (softmax attention over one 32-d key + value per step, same residual "
         f"head) with `core.train` on the same aggregated data + {kcfg.rounds} DAgger rounds of "
         "its own. `random`/`periodic` are matched in writes per STEP; because they fail to "
@@ -148,9 +148,9 @@ def method_lines() -> list[str]:
 
 
 def ais_section(seed_offset: int) -> list[str]:
+    from aura_mem_dev.training.ais_bound import ais_bound
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
     from aura_mem_ros.core.checkpoint import load_aura
-    from aura_mem_ros.training.ais_bound import ais_bound
 
     layer = load_aura(DEFAULT_MODEL_DIR / "aura")
     base = seed_offset + 100_000  # disjoint from the panel's seeds too

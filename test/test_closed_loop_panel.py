@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aura_mem_ros.bench.closed_loop import ARMS, run_panel, wilson_interval
-from aura_mem_ros.training.seeds import EVAL_SEED_BASE
+from aura_mem_dev.bench.closed_loop import ARMS, run_panel, wilson_interval
+from aura_mem_dev.training.seeds import EVAL_SEED_BASE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,10 +46,10 @@ def test_small_panel_has_the_documented_shape() -> None:
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_domain_id) -> None:
+    from aura_mem_dev.agent import Agent, run_agent_episode
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.core.runtime import AuraRuntime
-    from aura_mem_ros.sim.agent import Agent, run_agent_episode
     from aura_mem_ros.sim.env import make_env
 
     seed0, episodes = EVAL_SEED_BASE + 4242, 3

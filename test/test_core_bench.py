@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from aura_mem_ros.bench.cli import main as bench
-from aura_mem_ros.bench.footprint import measure
-from aura_mem_ros.core.synthetic import CONFIGS, generate
+from aura_mem_dev.bench.cli import main as bench
+from aura_mem_dev.bench.footprint import measure
+from aura_mem_dev.bench.synthetic_task import CONFIGS, generate
 
 # Tiny tensor ops: extra threads only contend for the shared CPU (10x slower under load).
 torch.set_num_threads(1)

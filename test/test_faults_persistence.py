@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from ros_harness import preserved_env
 
-from aura_mem_ros.faults import crash
-from aura_mem_ros.faults import scenarios as sc
-from aura_mem_ros.faults.harness import Probe
+from aura_mem_dev.faults import crash
+from aura_mem_dev.faults import scenarios as sc
+from aura_mem_dev.faults.harness import Probe
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(90)]
 

@@ -15,11 +15,11 @@ ROS_FREE = [
     "aura_mem_ros.core.runtime",
     "aura_mem_ros.core.checkpoint",
     "aura_mem_ros.core.baselines",
-    "aura_mem_ros.core.synthetic",
+    "aura_mem_dev.bench.synthetic_task",
     "aura_mem_ros.backbones.mini",
     "aura_mem_ros.backbones.toy",
     "aura_mem_ros.persistence",
-    "aura_mem_ros.training.memory_fit",
+    "aura_mem_dev.training.memory_fit",
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aura_mem_ros.bench import perf
+from aura_mem_dev.bench import perf
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from aura_mem_dev.simbag import write_sim_bag
 from aura_mem_ros.retrain.cli import main
-from aura_mem_ros.retrain.simbag import write_sim_bag
 
 pytestmark = pytest.mark.timeout(120)
 BUDGET = 0.2

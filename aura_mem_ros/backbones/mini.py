@@ -3,7 +3,7 @@
 A small CNN over the 56x56 RGB agent view (one 8x8 patch per MiniGrid tile), a hashed
 bag-of-words embedding of the instruction and the heading -> ``d_model`` features and 7
 action logits. It was trained WITHOUT memory (behaviour cloning + DAgger, see
-``aura_mem_ros/training``), so on MiniGrid-MemoryS11/S13 it cannot beat ~50%: remembering
+``aura_mem_dev/training``), so on MiniGrid-MemoryS11/S13 it cannot beat ~50%: remembering
 the cue is AURA-Mem's job.
 
 Proprio convention: ``proprio`` is a float32 array of shape (1,) holding the heading in

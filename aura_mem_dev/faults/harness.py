@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS_FILE = REPO_ROOT / "config" / "aura_mem.yaml"
 NODE_MODULE = "aura_mem_ros.node"
 # The same node entry point, with the fault-injection backbone registered first.
-FAULT_NODE_MODULE = "aura_mem_ros.faults.node_with_faults"
+FAULT_NODE_MODULE = "aura_mem_dev.faults.node_with_faults"
 NODE_NAME = "aura_mem"
 MINI_INSTRUCTION = "go to the matching object at the end of the hallway"
 
@@ -167,13 +167,13 @@ class Probe:
 
     def __init__(self, domain_id: int, name: str = "aura_probe") -> None:
         import rclpy
+        from aura_mem_ros.msg import AuraAction, MemoryStats
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import String
 
-        from aura_mem_ros.msg import AuraAction, MemoryStats
         from aura_mem_ros.ros import qos
 
         # Discovery must reach the node process (another process on this host), whatever

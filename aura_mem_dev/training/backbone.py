@@ -24,6 +24,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from aura_mem_dev.training.rollout import (
+    NUM_SCENE_CLASSES,
+    EpisodeRecord,
+    PolicyFn,
+    collect,
+    expert_policy,
+)
 from aura_mem_ros.backbones.mini import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -32,13 +39,6 @@ from aura_mem_ros.backbones.mini import (
     tokenize,
 )
 from aura_mem_ros.sim.env import SimObs
-from aura_mem_ros.training.rollout import (
-    NUM_SCENE_CLASSES,
-    EpisodeRecord,
-    PolicyFn,
-    collect,
-    expert_policy,
-)
 
 
 @dataclass(frozen=True)

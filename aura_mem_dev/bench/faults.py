@@ -21,10 +21,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from aura_mem_ros.bench.cli import command_line
-from aura_mem_ros.faults import scenarios as sc
-from aura_mem_ros.faults.harness import Probe, reserved_domain
-from aura_mem_ros.faults.report import render_markdown
+from aura_mem_dev.bench.cli import command_line
+from aura_mem_dev.faults import scenarios as sc
+from aura_mem_dev.faults.harness import Probe, reserved_domain
+from aura_mem_dev.faults.report import render_markdown
 
 ROW_NAMES = (
     "wrong_encoding",

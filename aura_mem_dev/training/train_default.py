@@ -1,6 +1,6 @@
 """``make train-default``: reproduce every shipped MiniGrid weight from scratch.
 
-    python -m aura_mem_ros.training.train_default [--out aura_mem_ros/models/mini]
+    python -m aura_mem_dev.training.train_default [--out aura_mem_ros/models/mini]
 
 1. the frozen ``mini`` policy (BC + DAgger, no memory)   -> OUT/model.safetensors, config.json
 2. the AURA layer on top (closed-loop DAgger, budget)    -> OUT/aura/
@@ -36,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
+    from aura_mem_dev.training.aura_dagger import AuraTrainConfig, save_trained, train_aura
+    from aura_mem_dev.training.backbone import train_backbone
+    from aura_mem_dev.training.kv_train import train_kv
     from aura_mem_ros.backbones.mini import MiniBackbone
-    from aura_mem_ros.training.aura_dagger import AuraTrainConfig, save_trained, train_aura
-    from aura_mem_ros.training.backbone import train_backbone
-    from aura_mem_ros.training.kv_baseline import save_kv
-    from aura_mem_ros.training.kv_train import train_kv
+    from aura_mem_ros.core.kv import save_kv
 
     out: Path = args.out
     report: dict = {}

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from aura_mem_dev.agent import Agent
+from aura_mem_dev.training.rollout import collect
+from aura_mem_dev.training.sequences import SeqData
 from aura_mem_ros.backbones.mini import MiniBackbone
+from aura_mem_ros.core.kv import KVConfig, KVMemory, KVRuntime
 from aura_mem_ros.core.train import SequenceBatch, TrainConfig, train_aura
-from aura_mem_ros.sim.agent import Agent
-from aura_mem_ros.training.kv_baseline import KVConfig, KVMemory, KVRuntime
-from aura_mem_ros.training.rollout import collect
-from aura_mem_ros.training.sequences import SeqData
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _fit(model: KVMemory, data: SeqData, cfg: KVTrainConfig, seed: int, desc: st
 def train_kv(
     backbone: MiniBackbone, data: SeqData, env_ids: list[str], cfg: KVTrainConfig | None = None
 ) -> tuple[KVMemory, dict]:
-    from aura_mem_ros.training.aura_dagger import gated_policy
+    from aura_mem_dev.training.aura_dagger import gated_policy
 
     cfg = cfg or KVTrainConfig()
     torch.manual_seed(cfg.seed)

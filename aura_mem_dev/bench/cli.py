@@ -14,11 +14,11 @@ from pathlib import Path
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "footprint": ("aura_mem_ros.bench.footprint", "state bytes of AURA vs a KV-cache, measured"),
-    "synthetic": ("aura_mem_ros.bench.synthetic", "the controlled synthetic memory benchmark"),
-    "closed-loop": ("aura_mem_ros.bench.closed_loop", "MiniGrid-Memory closed-loop panel"),
-    "perf": ("aura_mem_ros.bench.perf", "per-step latency, node latency and memory"),
-    "faults": ("aura_mem_ros.bench.faults", "inject every fault of the reliability table"),
+    "footprint": ("aura_mem_dev.bench.footprint", "state bytes of AURA vs a KV-cache, measured"),
+    "synthetic": ("aura_mem_dev.bench.synthetic", "the controlled synthetic memory benchmark"),
+    "closed-loop": ("aura_mem_dev.bench.closed_loop", "MiniGrid-Memory closed-loop panel"),
+    "perf": ("aura_mem_dev.bench.perf", "per-step latency, node latency and memory"),
+    "faults": ("aura_mem_dev.bench.faults", "inject every fault of the reliability table"),
 }
 
 

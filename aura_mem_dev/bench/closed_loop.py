@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from aura_mem_ros.training.seeds import EVAL_SEED_BASE, check_eval_seed
+from aura_mem_dev.training.seeds import EVAL_SEED_BASE, check_eval_seed
 
 ARMS: tuple[str, ...] = ("memoryless", "always_kv", "always_aura", "aura", "random", "periodic")
 DEFAULT_MAX_STEPS = 100  # the oracle needs <= 19 steps; a looping policy is cut here
@@ -84,12 +84,12 @@ def run_panel(
     arms: tuple[str, ...] = ARMS,
     model_dir: str | None = None,
 ) -> dict:
+    from aura_mem_dev.agent import Agent, run_agent_episode
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
+    from aura_mem_ros.core.kv import KVRuntime, load_kv
     from aura_mem_ros.core.runtime import AuraRuntime
-    from aura_mem_ros.sim.agent import Agent, run_agent_episode
     from aura_mem_ros.sim.env import make_env
-    from aura_mem_ros.training.kv_baseline import KVRuntime, load_kv
 
     check_eval_seed(seed_offset)
     unknown = sorted(set(arms) - set(ARMS))
@@ -161,8 +161,8 @@ def run_panel(
 
 
 def _measure_rate(backbone, layer, env, seeds: list[int], max_steps: int) -> float:
+    from aura_mem_dev.agent import Agent, run_agent_episode
     from aura_mem_ros.core.runtime import AuraRuntime
-    from aura_mem_ros.sim.agent import Agent, run_agent_episode
 
     agent = Agent(backbone, AuraRuntime(layer))
     outs = [run_agent_episode(env, agent, s, max_steps) for s in seeds]

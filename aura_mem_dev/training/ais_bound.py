@@ -70,9 +70,9 @@ def collect_transitions(
     layer: AuraLayer, env_id: str, seeds: list[int], max_steps: int
 ) -> tuple[Transitions, list[float], list[float]]:
     """Roll out the gated policy; record (z_t, a_t, r_{t+1}, o_{t+1}) and episode returns."""
+    from aura_mem_dev.agent import sim_to_observation
     from aura_mem_ros.backbones.mini import MiniBackbone
     from aura_mem_ros.core.runtime import AuraRuntime
-    from aura_mem_ros.sim.agent import sim_to_observation
     from aura_mem_ros.sim.env import cue_visible, make_env, to_sim_obs
     from aura_mem_ros.sim.expert import expert_action
 

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from aura_mem_ros.bench.cli import command_line
+from aura_mem_dev.bench.cli import command_line
 
 D_MODEL, CHUNK, ACTION_DIM = 4096, 8, 7  # OpenVLA-OFT's feature size and action chunk
 DEFAULT_HORIZONS = (1, 1_000, 10_000, 100_000)
@@ -504,7 +504,7 @@ def _stream(
 ) -> dict[str, Any]:
     """Publish frames at ``rate_hz`` (until ``duration_s`` or ``until()``); match actions by
     stamp; count drops from ~/stats."""
-    from aura_mem_ros.faults.harness import mini_frame
+    from aura_mem_dev.faults.harness import mini_frame
 
     frames = [mini_frame(rng) for _ in range(16)]
     sent: dict[tuple[int, int], int] = {}
@@ -561,7 +561,7 @@ def _stream(
 def _node_session(
     overrides: dict[str, Any] | None = None,
 ) -> Iterator[tuple[Any, Any, np.random.Generator]]:
-    from aura_mem_ros.faults.harness import NodeProcess, Probe, reserved_domain
+    from aura_mem_dev.faults.harness import NodeProcess, Probe, reserved_domain
 
     with reserved_domain() as domain:
         probe = Probe(domain, name="perf_probe")

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from aura_mem_dev.training.sequences import SeqData
 from aura_mem_ros.core.aura import AuraLayer
-from aura_mem_ros.training.sequences import SeqData
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ image's stamp), and ``/episode_result`` after each episode. Messages are seriali
 rosbags from the same .msg definitions, so the bag is the one ``minigrid_sim`` +
 ``aura-mem-record`` would give, minus DDS.
 
-    python -m aura_mem_ros.retrain.simbag OUT_BAG --episodes 40 --env MiniGrid-MemoryS7-v0
+    python -m aura_mem_dev.simbag OUT_BAG --episodes 40 --env MiniGrid-MemoryS7-v0
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ class CrashResult:
 
 
 def _child_cmd(path: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "aura_mem_ros.faults.crash", "--path", str(path), *extra]
+    return [sys.executable, "-m", "aura_mem_dev.faults.crash", "--path", str(path), *extra]
 
 
 def _env() -> dict[str, str]:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aura_mem_dev.training.rollout import EpisodeRecord
 from aura_mem_ros.backbones.mini import MiniPolicyNet, tokenize
-from aura_mem_ros.training.rollout import EpisodeRecord
 
 
 @dataclass

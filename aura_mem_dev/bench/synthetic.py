@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from aura_mem_dev.bench.synthetic_task import CONFIGS, SyntheticConfig, generate
 from aura_mem_ros.core.baselines import METHODS
 from aura_mem_ros.core.config import AuraConfig
-from aura_mem_ros.core.synthetic import CONFIGS, SyntheticConfig, generate
 from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, evaluate, train_aura
 
 QUICK = {"iterations": 60, "batch_size": 32, "eval_sequences": 128}

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from aura_mem_ros.faults import crash, inject
-from aura_mem_ros.faults.backbone import poison
-from aura_mem_ros.faults.harness import (
+from aura_mem_dev.faults import crash, inject
+from aura_mem_dev.faults.backbone import poison
+from aura_mem_dev.faults.harness import (
     FAULT_NODE_MODULE,
     MINI_INSTRUCTION,
     NODE_MODULE,

@@ -20,6 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aura_mem_dev.agent import Agent
+from aura_mem_dev.training.memory_fit import FitConfig, fit_memory
+from aura_mem_dev.training.rollout import EpisodeRecord, PolicyFn, collect, expert_policy
+from aura_mem_dev.training.sequences import SeqData
 from aura_mem_ros.backbones.mini import MiniBackbone
 from aura_mem_ros.core.aura import AuraLayer
 from aura_mem_ros.core.checkpoint import init_aura, save_aura
@@ -27,12 +31,8 @@ from aura_mem_ros.core.config import AuraConfig
 from aura_mem_ros.core.runtime import AuraRuntime
 from aura_mem_ros.core.train import SequenceBatch, TrainConfig
 from aura_mem_ros.core.train import train_aura as core_train
-from aura_mem_ros.sim.agent import Agent
 from aura_mem_ros.sim.env import SimObs
 from aura_mem_ros.sim.expert import expert_action
-from aura_mem_ros.training.memory_fit import FitConfig, fit_memory
-from aura_mem_ros.training.rollout import EpisodeRecord, PolicyFn, collect, expert_policy
-from aura_mem_ros.training.sequences import SeqData
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def gated_policy(agent: Agent, mix: float, rng: random.Random) -> PolicyFn:
 
 
 def evaluate(agent: Agent, env_ids: list[str], seeds: list[int], max_steps: int) -> dict:
-    from aura_mem_ros.sim.agent import run_agent_episode
+    from aura_mem_dev.agent import run_agent_episode
     from aura_mem_ros.sim.env import make_env
 
     envs = {e: make_env(e) for e in env_ids}
