@@ -79,8 +79,8 @@ def test_record_running_node_reads_back_every_message(tmp_path, ros_context, exe
     )
     client = Node("bags_client", context=ros_context)
     actions: list[AuraAction] = []
-    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.action_qos())
-    image_pub = client.create_publisher(Image, "/image", qos.camera_qos())
+    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.reliable_qos())
+    image_pub = client.create_publisher(Image, "/image", qos.sensor_qos())
     instr_pub = client.create_publisher(String, "/instruction", qos.instruction_qos())
     instr_pub.publish(String(data="pick up the cup"))  # latched before the recorder exists
     for n in (node, client):
@@ -235,8 +235,8 @@ def test_signals_leave_a_readable_bag(
     pubs = (
         # Reliable here: these tests are about what the recorder does with what it received;
         # best-effort transport loss under load (see docs/results/recorder.md) is not.
-        client.create_publisher(Image, "/image", qos.action_qos()),
-        client.create_publisher(AuraAction, "/aura_mem/action", qos.action_qos()),
+        client.create_publisher(Image, "/image", qos.reliable_qos()),
+        client.create_publisher(AuraAction, "/aura_mem/action", qos.reliable_qos()),
     )
     out = tmp_path / "bag"
     proc = _start_recorder(out, ros_domain_id, "-b", "40K", "--flush-interval", "0.1")

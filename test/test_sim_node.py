@@ -22,7 +22,7 @@ def test_sim_runs_seeded_episodes_driven_by_its_expert_topic(
     sim = MiniGridSimNode(context=ros_context, defaults=params)
     executor.add_node(sim)
     policy = make_node("fake_policy")
-    action_pub = policy.create_publisher(AuraAction, "aura_mem/action", qos.action_qos())
+    action_pub = policy.create_publisher(AuraAction, "aura_mem/action", qos.reliable_qos())
     results: list[EpisodeResult] = []
     headings: list[float] = []
     images: dict[tuple[int, int], Image] = {}
@@ -46,12 +46,12 @@ def test_sim_runs_seeded_episodes_driven_by_its_expert_topic(
         expert[key] = list(msg.action)
         reply(key)
 
-    policy.create_subscription(Image, "image", on_image, qos.camera_qos())
-    policy.create_subscription(AuraAction, "expert/action", on_expert, qos.action_qos())
+    policy.create_subscription(Image, "image", on_image, qos.sensor_qos())
+    policy.create_subscription(AuraAction, "expert/action", on_expert, qos.reliable_qos())
     policy.create_subscription(
-        JointState, "proprio", lambda m: headings.append(m.position[0]), qos.proprio_qos()
+        JointState, "proprio", lambda m: headings.append(m.position[0]), qos.sensor_qos()
     )
-    policy.create_subscription(EpisodeResult, "episode_result", results.append, qos.action_qos())
+    policy.create_subscription(EpisodeResult, "episode_result", results.append, qos.reliable_qos())
     try:
         assert spin_until(executor, lambda: len(results) == 2, 30.0), sim.results
         assert [r.seed for r in results] == [1_000_777, 1_000_778]

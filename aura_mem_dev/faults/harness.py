@@ -185,20 +185,20 @@ class Probe:
         self.log = ProbeLog()
         self._lock = threading.Lock()
         n = self.node
-        self.image_pub = n.create_publisher(Image, "/image", qos.camera_qos())
-        self.proprio_pub = n.create_publisher(JointState, "/proprio", qos.proprio_qos())
+        self.image_pub = n.create_publisher(Image, "/image", qos.sensor_qos())
+        self.proprio_pub = n.create_publisher(JointState, "/proprio", qos.sensor_qos())
         self.instruction_pub = n.create_publisher(String, "/instruction", qos.instruction_qos())
         n.create_subscription(
-            AuraAction, f"/{NODE_NAME}/action", self._keep(self.log.actions), qos.action_qos()
+            AuraAction, f"/{NODE_NAME}/action", self._keep(self.log.actions), qos.reliable_qos()
         )
         n.create_subscription(
-            MemoryStats, f"/{NODE_NAME}/stats", self._keep(self.log.stats), qos.stats_qos()
+            MemoryStats, f"/{NODE_NAME}/stats", self._keep(self.log.stats), qos.reliable_qos()
         )
         n.create_subscription(
             DiagnosticArray,
             "/diagnostics",
             self._keep(self.log.diagnostics),
-            qos.diagnostics_qos(),
+            qos.reliable_qos(),
         )
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)

@@ -51,7 +51,7 @@ def render_markdown(rows: Sequence[FaultRow], meta: dict[str, Any]) -> str:
             "",
             "Not a row (the node cannot see frames that never reach it), but every deployment "
             "meets it. Frames sent one at a time to the node's best-effort camera subscription "
-            "(`qos.camera_qos()`), default Fast DDS transports, two processes on this host; "
+            "(`qos.sensor_qos()`), default Fast DDS transports, two processes on this host; "
             "'arrived' = answered or rejected by the node:",
             "",
             "| frame | MB | arrived / sent |",

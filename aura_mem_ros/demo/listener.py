@@ -23,13 +23,13 @@ class DemoListener:
         self.node = Node("aura_demo_listener")
         self.record: dict = {"results": [], "steps": {}, "state_bytes": None}
         self.node.create_subscription(
-            String, "/minigrid_sim/step_info", self._on_step, qos.action_qos()
+            String, "/minigrid_sim/step_info", self._on_step, qos.reliable_qos()
         )
         self.node.create_subscription(
-            EpisodeResult, "/episode_result", self._on_result, qos.action_qos()
+            EpisodeResult, "/episode_result", self._on_result, qos.reliable_qos()
         )
         self.node.create_subscription(
-            MemoryStats, "/aura_mem/stats", self._on_stats, qos.stats_qos()
+            MemoryStats, "/aura_mem/stats", self._on_stats, qos.reliable_qos()
         )
 
     def _on_step(self, msg: String) -> None:

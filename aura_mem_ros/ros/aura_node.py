@@ -88,9 +88,7 @@ class AuraMemNode(LifecycleNode):
         self._entities: list[Any] = []  # created in configure, destroyed in cleanup
         self._stats_timer = None
         self._action_pub = None
-        self._diag_pub = self.create_publisher(
-            DiagnosticArray, "/diagnostics", qos.diagnostics_qos()
-        )
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos())
         self._diag_timer = self.create_timer(
             self.params.diagnostics_period_s, self._on_diagnostics_timer
         )
@@ -218,7 +216,7 @@ class AuraMemNode(LifecycleNode):
         p = self.params
         image_type = CompressedImage if p.use_compressed else Image
         suffix = "/compressed" if p.use_compressed else ""
-        cam = qos.camera_qos()
+        cam = qos.sensor_qos()
         events = self._qos_event_callbacks
         subs = [
             self.create_subscription(
@@ -252,23 +250,23 @@ class AuraMemNode(LifecycleNode):
                     JointState,
                     "proprio",
                     self._on_proprio,
-                    qos.proprio_qos(),
+                    qos.sensor_qos(),
                     event_callbacks=events("proprio"),
                 )
             )
         self._action_pub = self.create_publisher(
             AuraAction,
             "~/action",
-            qos.action_qos(),
+            qos.reliable_qos(),
             event_callbacks=PublisherEventCallbacks(
                 incompatible_qos=lambda info: self._on_incompatible_qos("~/action", info)
             ),
         )
-        self._stats_pub = self.create_publisher(MemoryStats, "~/stats", qos.stats_qos())
-        self._rate_pub = self.create_publisher(Float32, "~/write_rate", qos.stats_qos())
-        self._writes_pub = self.create_publisher(UInt64, "~/writes_total", qos.stats_qos())
-        self._steps_pub = self.create_publisher(UInt64, "~/steps_total", qos.stats_qos())
-        self._latency_pub = self.create_publisher(Float32, "~/latency_p95_ms", qos.stats_qos())
+        self._stats_pub = self.create_publisher(MemoryStats, "~/stats", qos.reliable_qos())
+        self._rate_pub = self.create_publisher(Float32, "~/write_rate", qos.reliable_qos())
+        self._writes_pub = self.create_publisher(UInt64, "~/writes_total", qos.reliable_qos())
+        self._steps_pub = self.create_publisher(UInt64, "~/steps_total", qos.reliable_qos())
+        self._latency_pub = self.create_publisher(Float32, "~/latency_p95_ms", qos.reliable_qos())
         self._reset_srv = self.create_service(Trigger, "~/reset_memory", self._on_reset_memory)
         self._stats_timer = self.create_timer(1.0 / p.stats_rate_hz, self._on_stats_timer)
         self._entities = [

@@ -79,18 +79,22 @@ class MiniGridSimNode(Node):
             values[field_name] = self.declare_parameter(field_name, default).value
         self.p = SimParams(**values)
         self.env = make_env(self.p.env_id)
-        self._image_pub = self.create_publisher(Image, "image", qos.camera_qos())
-        self._proprio_pub = self.create_publisher(JointState, "proprio", qos.proprio_qos())
+        self._image_pub = self.create_publisher(Image, "image", qos.sensor_qos())
+        self._proprio_pub = self.create_publisher(JointState, "proprio", qos.sensor_qos())
         self._instr_pub = self.create_publisher(String, "instruction", qos.instruction_qos())
-        self._result_pub = self.create_publisher(EpisodeResult, "episode_result", qos.action_qos())
-        self._info_pub = self.create_publisher(String, "~/step_info", qos.action_qos())
+        self._result_pub = self.create_publisher(
+            EpisodeResult, "episode_result", qos.reliable_qos()
+        )
+        self._info_pub = self.create_publisher(String, "~/step_info", qos.reliable_qos())
         self._expert_pub = (
-            self.create_publisher(AuraAction, self.p.expert_topic, qos.action_qos())
+            self.create_publisher(AuraAction, self.p.expert_topic, qos.reliable_qos())
             if self.p.expert_topic
             else None
         )
         self._seen = False
-        self.create_subscription(AuraAction, self.p.action_topic, self._on_action, qos.action_qos())
+        self.create_subscription(
+            AuraAction, self.p.action_topic, self._on_action, qos.reliable_qos()
+        )
         self._reset_cli = (
             self.create_client(Trigger, self.p.reset_service) if self.p.reset_service else None
         )
