@@ -1,4 +1,5 @@
-"""In-process closed loop: the same backbone + runtime calls the ROS node makes, no DDS.
+"""In-process closed loop on MiniGrid: the same backbone + runtime calls the ROS node makes,
+without DDS, for the closed-loop benchmark and the training recipes.
 
 An agent maps a ``SimObs`` to an action exactly as the ``aura_mem`` node does: build a
 ``backbones.Observation`` (image, instruction, proprio = [heading_rad]), run the frozen
@@ -8,12 +9,12 @@ backbone, pass features and logits through the memory runtime, take the argmax.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from aura_mem_ros.backbones.base import Backbone, Observation
+from aura_mem_ros.core.runtime import MemoryRuntime
 from aura_mem_ros.sim.env import SimObs, cue_visible, to_sim_obs
 
 
@@ -23,14 +24,6 @@ class AgentStep:
     wrote: bool
     features: np.ndarray
     base_logits: np.ndarray  # (1, n_actions)
-
-
-class MemoryRuntime(Protocol):
-    """What AuraRuntime (and the KV-cache baseline) offer to a closed loop."""
-
-    def reset(self) -> None: ...
-
-    def select_action(self, features: np.ndarray, base_action: np.ndarray): ...
 
 
 def sim_to_observation(obs: SimObs) -> Observation:

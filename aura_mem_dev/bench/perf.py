@@ -87,38 +87,10 @@ def _pct(samples_us: np.ndarray, qs: Sequence[int] = (50, 99)) -> dict[str, floa
     return out
 
 
-class KVRuntime:
-    """The KV-cache behind the same numpy-in/numpy-out wrapper as ``AuraRuntime``.
-
-    Mirrors ``AuraRuntime.select_action`` (asarray, shape and finiteness checks, no_grad,
-    from_numpy, .numpy()) so that per-step ratios compare the memories, not the wrappers.
-    """
-
-    def __init__(self, kv: Any, state: Any) -> None:
-        self.kv = kv.eval()
-        self.config = kv.config
-        self.state = state
-
-    def select_action(self, features: np.ndarray, base_action: np.ndarray) -> np.ndarray:
-        c = self.config
-        features = np.asarray(features, dtype=np.float32)
-        base_action = np.asarray(base_action, dtype=np.float32)
-        if features.shape != (c.d_model,) or base_action.shape != (c.chunk_size, c.action_dim):
-            raise ValueError("bad shapes")
-        if not (np.isfinite(features).all() and np.isfinite(base_action).all()):
-            raise ValueError("features and base_action must be finite")
-        with torch.no_grad():
-            out = self.kv.step(
-                torch.from_numpy(features)[None], torch.from_numpy(base_action)[None], self.state
-            )
-        self.state = out.state
-        return out.action[0].numpy().astype(np.float32)
-
-
 def _kv_prefilled(kv: Any, horizon: int, pool: torch.Tensor) -> Any:
     """A KV state holding ``horizon`` entries, with the capacity stepping would have reached
     (doubling from 64), so an append in the timed window may pay for a doubling, as live."""
-    from aura_mem_ros.core.baselines import KVState
+    from aura_mem_ros.core.kv import KVState
 
     capacity = 64
     while capacity < horizon:
@@ -186,13 +158,15 @@ def _kv_round(
     kv: Any, pool: np.ndarray, base: np.ndarray, horizon: int, samples: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """KV-cache steps at one horizon: wrapped us, bare us (tensors in), and the cache's bytes."""
+    from aura_mem_ros.core.kv import KVRuntime
+
     perf = time.perf_counter_ns
     x_t, b_t = torch.from_numpy(pool), torch.from_numpy(base)[None]
     prefilled = _kv_prefilled(kv, horizon, x_t)
-    warm = KVRuntime(kv, _clone_kv(prefilled))
+    warm = KVRuntime(kv, state=_clone_kv(prefilled))
     for i in range(20):
         warm.select_action(pool[i], base)
-    wrapped = KVRuntime(kv, _clone_kv(prefilled))
+    wrapped = KVRuntime(kv, state=_clone_kv(prefilled))
     wrapped_us = np.empty(samples)
     for i in range(samples):
         x = pool[i % len(pool)]

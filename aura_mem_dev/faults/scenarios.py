@@ -877,11 +877,11 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
 def _node_state_key() -> bytes:
     """The key the harness's node binds its state to (mini, its bundled layer, seed 0), built
     in-process the way the node builds it, so a corrupted file differs ONLY by the fault."""
-    from aura_mem_ros.backbones import make_backbone
     from aura_mem_ros.persistence import state_key
-    from aura_mem_ros.ros.pipeline import build_runtime
+    from aura_mem_ros.serving import BUNDLED, ServingSpec
 
-    _, model_id = build_runtime(make_backbone("mini"), "bundled", "always", None, 0)
+    spec = ServingSpec("mini", aura_checkpoint=BUNDLED, gate="always")
+    _, model_id = spec.build_runtime(spec.build_backbone())
     return state_key(model_id, MINI_INSTRUCTION)
 
 

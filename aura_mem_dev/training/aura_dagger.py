@@ -108,13 +108,7 @@ def train_aura(
     backbone = MiniBackbone(model_dir)
     net = backbone.net
     env_ids = list(tcfg.env_ids)
-    config = AuraConfig(
-        d_model=backbone.d_model,
-        chunk_size=1,
-        action_dim=backbone.action_dim,
-        discrete=True,
-        target_write_rate=tcfg.target_write_rate,
-    )
+    config = AuraConfig.for_backbone(backbone, target_write_rate=tcfg.target_write_rate)
     layer = init_aura(config, seed=tcfg.seed)
     data = SeqData.empty()
     # AURA training seeds start above the backbone's, still below the evaluation base.

@@ -1,30 +1,69 @@
-"""The ``always_kv`` arm: a KV-cache memory residual that writes (appends) at every step.
+"""KV-cache memories and their batch-1 runtime: the always-write baselines AURA is compared to.
 
-Same read-out as AURA-Mem (a zero-initialised residual head on [x, read]), but the memory is
-an unbounded cache of one 32-d key and one 32-d value per step (256 bytes/step, the model
-card's KV baseline) read by softmax attention. It speaks core's ``forward_sequence`` so
-``core.train.train_aura(..., gate="always")`` trains it, and offers an AuraRuntime-like
-``select_action`` for closed loops.
+- ``KVMemory``: the ``always_kv`` arm of the closed-loop panel (shipped in
+  ``models/mini/kv``). Same read-out as AURA-Mem (a zero-initialised residual head on
+  [x, read]), but the memory is an unbounded cache of one unit 32-d key and one 32-d value
+  per step (256 bytes/step, the model card's KV baseline) read by softmax attention. It speaks
+  core's ``forward_sequence``, so ``core.train.train_aura(..., gate="always")`` trains it.
+- ``KVRuntime``: numpy in, numpy out, one step at a time, for ``KVMemory`` and for
+  ``baselines.KVCacheMemory`` alike; it offers a closed loop what ``AuraRuntime`` offers
+  (``runtime.MemoryRuntime``), with the same input checks, so per-step costs compare the
+  memories and not their wrappers.
+
+(Two KV models exist for historical reasons: ``KVCacheMemory`` is the synthetic benchmark's,
+``KVMemory`` the closed-loop arm's; issue 17 makes them one.)
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aura_mem_ros.core.aura import ResidualHead, SequenceOutput
+from aura_mem_ros.core.aura import ResidualHead, SequenceOutput, StepOutput
 from aura_mem_ros.core.memory import unit
 from aura_mem_ros.core.runtime import RuntimeStep
+from aura_mem_ros.validation import from_dict, require_positive_ints
 
 WEIGHTS_FILE = "kv.safetensors"
 CONFIG_FILE = "kv_config.json"
+
+
+class KVState(NamedTuple):
+    keys: Tensor  # (B, capacity, d_key); rows [0, length) are live
+    values: Tensor  # (B, capacity, d_val)
+    length: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of cached entries (the live rows; spare capacity is not counted)."""
+        batch = self.keys.shape[0]
+        row = (
+            self.keys.shape[2] * self.keys.element_size()
+            + self.values.shape[2] * self.values.element_size()
+        )
+        return batch * self.length * row
+
+    def appended(self, key: Tensor, value: Tensor) -> KVState:
+        """This state plus one (key, value) row per batch element (written in place into
+        the buffers; they double when full, so appends are amortised O(1))."""
+        keys, values, n = self
+        if n == keys.shape[1]:
+            keys = torch.cat([keys, torch.zeros_like(keys)], 1)
+            values = torch.cat([values, torch.zeros_like(values)], 1)
+        keys[:, n] = key
+        values[:, n] = value
+        return KVState(keys, values, n + 1)
+
+
+def empty_kv_state(batch: int, d_key: int, d_val: int, capacity: int = 64) -> KVState:
+    return KVState(torch.zeros(batch, capacity, d_key), torch.zeros(batch, capacity, d_val), 0)
 
 
 @dataclass(frozen=True)
@@ -36,10 +75,12 @@ class KVConfig:
     head_hidden: int = 128
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"KVConfig.{f.name} must be a positive int, got {value!r}")
+        require_positive_ints(self)
+
+    @property
+    def chunk_size(self) -> int:
+        """The arm serves discrete policies: one row of logits per step."""
+        return 1
 
     @property
     def bytes_per_step(self) -> int:
@@ -47,10 +88,7 @@ class KVConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KVConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown KVConfig keys: {unknown}")
-        return cls(**data)
+        return from_dict(cls, data)
 
 
 class KVMemory(nn.Module):
@@ -79,40 +117,84 @@ class KVMemory(nn.Module):
 
     forward = forward_sequence
 
+    def init_state(self, batch: int = 1, capacity: int = 64) -> KVState:
+        return empty_kv_state(batch, self.config.d_key, self.config.d_val, capacity)
+
+    def step(self, x: Tensor, base_action: Tensor, state: KVState, **_: Any) -> StepOutput:
+        """Inference step: cache this step's (unit key, value), then attend over the cache.
+
+        Each batch row attends with a plain (1, d) @ (d, n) product: the batch-1 closed loop
+        then runs exactly the arithmetic the shipped arm was evaluated with.
+        """
+        state = state.appended(unit(self.key(x)), self.value(x))
+        keys, values, n = state
+        q, scale = unit(self.query(x)), self.log_scale.exp()
+        read = torch.cat(
+            [
+                (scale * (q[b : b + 1] @ keys[b, :n].T)).softmax(-1) @ values[b, :n]
+                for b in range(x.shape[0])
+            ]
+        )
+        ones = torch.ones(x.shape[0], dtype=x.dtype)
+        return StepOutput(base_action + self.head(x, read), ones, ones, state)
+
+
+class KVModel(Protocol):
+    """A KV-cache memory ``KVRuntime`` can step (``KVMemory``, ``baselines.KVCacheMemory``)."""
+
+    config: Any  # has d_model, chunk_size, action_dim
+
+    def eval(self) -> Any: ...
+
+    def init_state(self, batch: int = 1) -> KVState: ...
+
+    def step(self, x: Tensor, base_action: Tensor, state: KVState) -> StepOutput: ...
+
 
 class KVRuntime:
-    """Batch-1 closed-loop view; the cache grows by ``bytes_per_step`` every step."""
+    """Batch-1 closed-loop view of a KV-cache memory: appends (writes) at every step, so its
+    state grows by ``(d_key + d_val) * 4`` bytes a step. ``state`` starts it from a filled
+    cache (benchmarks at a long horizon) instead of an empty one."""
 
     gate = "always"
 
-    def __init__(self, model: KVMemory) -> None:
+    def __init__(self, model: KVModel, state: KVState | None = None) -> None:
         self.model = model.eval()
         self.config = model.config
         self.reset()
+        if state is not None:
+            self._state = state
 
     def reset(self) -> None:
-        self._keys: list[Tensor] = []
-        self._values: list[Tensor] = []
+        self._state = self.model.init_state(1)
         self.steps = 0
         self.writes = 0
 
     @property
     def state_nbytes(self) -> int:
-        return self.steps * self.config.bytes_per_step
+        return self._state.nbytes
 
     def select_action(self, features: np.ndarray, base_action: np.ndarray) -> RuntimeStep:
+        c = self.config
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        base_action = np.ascontiguousarray(base_action, dtype=np.float32)
+        if features.shape != (c.d_model,):
+            raise ValueError(f"features must have shape ({c.d_model},), got {features.shape}")
+        if base_action.shape != (c.chunk_size, c.action_dim):
+            raise ValueError(
+                f"base_action must have shape ({c.chunk_size}, {c.action_dim}), "
+                f"got {base_action.shape}"
+            )
+        if not (np.isfinite(features).all() and np.isfinite(base_action).all()):
+            raise ValueError("features and base_action must be finite")
         with torch.no_grad():
-            x = torch.from_numpy(np.asarray(features, dtype=np.float32))[None]
-            self._keys.append(unit(self.model.key(x)))
-            self._values.append(self.model.value(x))
-            keys, values = torch.cat(self._keys), torch.cat(self._values)
-            scores = self.model.log_scale.exp() * (unit(self.model.query(x)) @ keys.T)
-            read = scores.softmax(-1) @ values
-            base = torch.from_numpy(np.asarray(base_action, dtype=np.float32))[None]
-            action = base + self.model.head(x, read)
+            out = self.model.step(
+                torch.from_numpy(features)[None], torch.from_numpy(base_action)[None], self._state
+            )
+        self._state = out.state
         self.steps += 1
         self.writes += 1
-        return RuntimeStep(action[0].numpy().astype(np.float32), True, 1.0)
+        return RuntimeStep(out.action[0].numpy().astype(np.float32), True, 1.0)
 
 
 def save_kv(model: KVMemory, directory: Path) -> None:

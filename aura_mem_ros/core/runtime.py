@@ -2,11 +2,14 @@
 
 This is what the ROS node and the closed-loop evaluators call once per control step. It owns
 the only per-episode state (the 4,224-byte memory and a step counter for schedule gates).
+``MemoryRuntime`` is the part of it a closed loop relies on, which the KV-cache baselines'
+``kv.KVRuntime`` offers too; the node additionally persists ``AuraRuntime``'s state bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,6 +28,27 @@ class RuntimeStep:
     action: np.ndarray  # float32, same shape as the base action
     wrote: bool
     write_prob: float
+
+
+class MemoryRuntime(Protocol):
+    """What a memory offers a closed loop, one observation at a time (``AuraRuntime``,
+    ``kv.KVRuntime``): features and the backbone's base action in, the corrected action and
+    whether the memory was written out."""
+
+    gate: str
+    steps: int  # since the last reset
+    writes: int  # since the last reset
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of memory state held now."""
+        ...
+
+    def reset(self) -> None:
+        """Forget everything (a new episode or task)."""
+        ...
+
+    def select_action(self, features: np.ndarray, base_action: np.ndarray) -> RuntimeStep: ...
 
 
 class AuraRuntime:

@@ -103,25 +103,22 @@ def _metrics(layer: Any, batch: Any, threshold: float | None) -> dict[str, float
 def train_from_bags(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from aura_mem_ros.backbones import make_backbone
     from aura_mem_ros.backbones.base import Observation
     from aura_mem_ros.core.aura import AuraLayer
     from aura_mem_ros.core.checkpoint import init_aura, load_aura, save_aura
     from aura_mem_ros.core.config import AuraConfig
     from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, train_aura
+    from aura_mem_ros.serving import ServingSpec
 
     torch.manual_seed(args.seed)
     params = dict(node_parameters(args.bags[0]) or {})
     if args.instruction:
         params["instruction"] = args.instruction
-    name = args.backbone or params.get("backbone")
-    if not name:
+    if not (args.backbone or params.get("backbone")):
         raise ValueError("no backbone: the bag holds no node parameters; pass --backbone")
-    bb_args = json.loads(
-        (args.backbone_args if args.backbone_args is not None else params.get("backbone_args"))
-        or "{}"
-    )
-    backbone = make_backbone(name, **bb_args)
+    spec = ServingSpec.from_params(params, backbone=args.backbone, backbone_args=args.backbone_args)
+    name, bb_args = spec.backbone, spec.backbone_args
+    backbone = spec.build_backbone()
     target_topic = find_target_topic(args.bags, args.target_topic)
     topics = Topics(
         image=args.image_topic,
@@ -159,14 +156,7 @@ def train_from_bags(args: argparse.Namespace) -> dict[str, Any]:
         layer = load_aura(args.init)
     else:
         layer = init_aura(
-            AuraConfig(
-                d_model=backbone.d_model,
-                chunk_size=backbone.chunk_size,
-                action_dim=backbone.action_dim,
-                discrete=backbone.discrete,
-                target_write_rate=args.budget,
-            ),
-            seed=args.seed,
+            AuraConfig.for_backbone(backbone, target_write_rate=args.budget), seed=args.seed
         )
     before = _metrics(layer, val_batch, None)
     rng = random.Random(args.seed)

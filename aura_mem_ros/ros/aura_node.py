@@ -11,6 +11,7 @@ thread; a frame that arrives while the worker is busy is counted as dropped, nev
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -39,20 +40,13 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, String, UInt64
 from std_srvs.srv import Trigger
 
-from aura_mem_ros.backbones import make_backbone
 from aura_mem_ros.msg import AuraAction, MemoryStats
 from aura_mem_ros.persistence import MemoryStore
 from aura_mem_ros.ros import diagnostics, outputs, parameters, qos
 from aura_mem_ros.ros.inputs import joint_state_to_proprio, message_to_rgb, stamp_age_s
-from aura_mem_ros.ros.pipeline import (
-    ActionClamp,
-    AuraPipeline,
-    InputRejectedError,
-    StepResult,
-    SupersededError,
-    build_runtime,
-)
+from aura_mem_ros.ros.pipeline import AuraPipeline, InputRejectedError, StepResult, SupersededError
 from aura_mem_ros.ros.stats import NodeStats
+from aura_mem_ros.serving import ServingSpec
 
 NODE_NAME = "aura_mem"
 LOG_EVERY_S = 1.0  # per rejection reason, so a broken camera cannot flood the log
@@ -100,12 +94,10 @@ class AuraMemNode(LifecycleNode):
         p = self.params
         try:
             torch.set_num_threads(p.torch_threads)
-            backbone = make_backbone(p.backbone, **p.backbone_kwargs())
-            threshold = None if p.gate_threshold < 0 else p.gate_threshold
-            runtime, model_id = build_runtime(
-                backbone, p.aura_checkpoint, p.gate, threshold, p.seed, p.fused_step
-            )
-            clamp = ActionClamp(p.action_min, p.action_max, backbone.action_dim)
+            spec = ServingSpec.from_params(dataclasses.asdict(p))
+            backbone = spec.build_backbone()
+            runtime, model_id = spec.build_runtime(backbone)
+            clamp = spec.clamp(backbone)
             if p.use_wrist_image != (backbone.num_images >= 2):
                 raise ValueError(
                     f"backbone {p.backbone} takes {backbone.num_images} image(s) but "

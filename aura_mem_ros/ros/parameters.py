@@ -304,18 +304,6 @@ class NodeParams:
     flash_pe_cycles: int
     flash_write_amplification: float
 
-    def backbone_kwargs(self) -> dict[str, Any]:
-        """``backbone_args`` parsed; ValueError with the offending text when it is not an object."""
-        try:
-            value = json.loads(self.backbone_args or "{}")
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"backbone_args is not valid JSON ({exc}): {self.backbone_args!r}"
-            ) from exc
-        if not isinstance(value, dict):
-            raise ValueError(f"backbone_args must be a JSON object, got {self.backbone_args!r}")
-        return value
-
 
 assert {f.name for f in fields(NodeParams)} == set(SPEC_BY_NAME), "SPECS and NodeParams differ"
 

@@ -9,20 +9,18 @@ written into the fresh memory.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from aura_mem_ros.backbones.base import Backbone, Observation
+from aura_mem_ros.core.runtime import AuraRuntime
 from aura_mem_ros.persistence import MemoryStore, RestoreResult, RestoreStatus, state_key
 from aura_mem_ros.ros.stats import NodeStats
+from aura_mem_ros.serving import ActionClamp
 
 
 class InputRejectedError(Exception):
@@ -50,101 +48,17 @@ class StepResult:
     state: bytes | None  # the memory state after a write (for persistence), else None
 
 
-class ActionClamp:
-    """Per-dimension bounds; one value broadcasts to all dims; empty = no clamping."""
-
-    def __init__(self, low: Sequence[float], high: Sequence[float], action_dim: int) -> None:
-        if (len(low) == 0) != (len(high) == 0):
-            raise ValueError("action_min and action_max must both be set or both be empty")
-        self.enabled = len(low) > 0
-        if not self.enabled:
-            self.low = self.high = np.zeros(0, np.float32)
-            return
-        for label, seq in (("action_min", low), ("action_max", high)):
-            if len(seq) not in (1, action_dim):
-                raise ValueError(
-                    f"{label} has {len(seq)} values; give 1 or action_dim={action_dim}"
-                )
-        self.low = np.broadcast_to(np.asarray(low, np.float32), (action_dim,)).copy()
-        self.high = np.broadcast_to(np.asarray(high, np.float32), (action_dim,)).copy()
-        if not (np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))):
-            raise ValueError("action bounds must be finite")
-        if np.any(self.low > self.high):
-            raise ValueError(
-                f"action_min {self.low.tolist()} exceeds action_max {self.high.tolist()}"
-            )
-
-    def apply(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
-        if not self.enabled:
-            return action, False
-        clamped = np.clip(action, self.low, self.high)
-        return clamped, bool(np.any(clamped != action))
-
-
-def memory_identity(checkpoint: str, config: dict[str, Any], seed: int) -> str:
-    """Identifies the AURA weights: a state only makes sense for the layer that wrote it."""
-    h = hashlib.sha256()
-    directory = Path(checkpoint) if checkpoint else None
-    if directory is not None and directory.is_dir():
-        for name in ("aura.safetensors", "aura_config.json"):
-            if (directory / name).is_file():
-                h.update((directory / name).read_bytes())
-    else:
-        h.update(f"init:{seed}:{json.dumps(config, sort_keys=True)}".encode())
-    return h.hexdigest()[:16]
-
-
-BUNDLED = "bundled"  # aura_checkpoint value: the AURA layer shipped with the backbone, if any
-
-
-def build_runtime(
-    backbone: Backbone,
-    checkpoint: str,
-    gate: str,
-    threshold: float | None,
-    seed: int,
-    fused: bool = True,
-) -> tuple[Any, str]:
-    """The core AuraRuntime for ``backbone`` and the memory's identity string.
-
-    ``checkpoint``: a directory, ``"bundled"`` (the backbone's shipped layer; an untrained one
-    when it ships none), or ``""`` (untrained: residual zero, actions = the backbone's).
-    ``fused``: the compiled step (``core/fused.py``) where the gate allows it.
-    """
-    from aura_mem_ros.core.checkpoint import init_aura, load_aura
-    from aura_mem_ros.core.config import AuraConfig
-    from aura_mem_ros.core.runtime import AuraRuntime
-
-    if checkpoint == BUNDLED:
-        checkpoint = backbone.bundled_aura_checkpoint() or ""
-    if checkpoint:
-        layer = load_aura(checkpoint)
-        cfg = layer.config
-        want = (backbone.d_model, backbone.chunk_size, backbone.action_dim, backbone.discrete)
-        have = (cfg.d_model, cfg.chunk_size, cfg.action_dim, cfg.discrete)
-        if want != have:
-            raise ValueError(
-                f"aura_checkpoint {checkpoint} was trained for (d_model, chunk, "
-                f"action_dim, discrete)={have}, backbone {backbone.name} gives {want}"
-            )
-    else:
-        cfg = AuraConfig(
-            d_model=backbone.d_model,
-            chunk_size=backbone.chunk_size,
-            action_dim=backbone.action_dim,
-            discrete=backbone.discrete,
-        )
-        layer = init_aura(cfg, seed=seed)
-    runtime = AuraRuntime(layer, gate=gate, threshold=threshold, seed=seed, fused=fused)
-    ident = f"{backbone.model_id()}:{memory_identity(checkpoint, cfg.to_dict(), seed)}"
-    return runtime, ident
-
-
 class AuraPipeline:
+    """One served step: backbone, AURA memory, clamp; resets, restores and persists memory.
+
+    Built from a ``serving.ServingSpec`` (``runtime`` and ``model_id`` come from its
+    ``build_runtime``); ``store`` is None when memory is not persisted.
+    """
+
     def __init__(
         self,
         backbone: Backbone,
-        runtime: Any,
+        runtime: AuraRuntime,
         model_id: str,
         stats: NodeStats,
         clamp: ActionClamp,
