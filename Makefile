@@ -20,7 +20,7 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 .PHONY: setup test test-fast lint demo colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder
 
-setup: $(STAMP)/package
+setup: $(STAMP)/package $(STAMP)/dev
 
 $(STAMP)/venv:
 	$(PYTHON_SYS) -m venv $(VENV)
@@ -40,8 +40,24 @@ $(STAMP)/package: $(STAMP)/deps $(PKG_SOURCES)
 	cmake -S . -B build/cmake -DCMAKE_INSTALL_PREFIX=$(VENV) -DPython3_EXECUTABLE=$(PY) \
 		-DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release --log-level=WARNING > /dev/null
 	cmake --build build/cmake -j 2 > /dev/null
+	@# Uninstall the previous install first: a module moved or deleted in the sources must
+	@# not live on in .venv (the tests would import the stale copy).
+	if [ -f build/cmake/install_manifest.txt ]; then xargs -d '\n' rm -f < build/cmake/install_manifest.txt; fi
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		rm -rf "$$site/aura_mem_ros"
 	cmake --install build/cmake > /dev/null
 	cd /tmp && $(PY) -c "from aura_mem_ros.msg import AuraAction, MemoryStats, EpisodeResult"
+	touch $@
+
+# The development package (benchmarks, fault injection, training recipes) is not installed:
+# a link makes this checkout's aura_mem_dev importable in .venv, and aura-mem-bench runs it.
+# .venv/setup.sh: `source .venv/setup.sh` gives a shell where every installed tool works.
+$(STAMP)/dev: $(STAMP)/venv scripts/aura-mem-bench tools/venv_setup.sh
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		ln -sfn $(CURDIR)/aura_mem_dev "$$site/aura_mem_dev"
+	sed '1s|.*|#!$(PY)|' scripts/aura-mem-bench > $(VENV)/bin/aura-mem-bench
+	chmod +x $(VENV)/bin/aura-mem-bench
+	sed 's|@VENV@|$(VENV)|g' tools/venv_setup.sh > $(VENV)/setup.sh
 	touch $@
 
 test: setup

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from aura_mem_ros.ros.parameters import shipped_params_file
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PARAMS_FILE = REPO_ROOT / "config" / "aura_mem.yaml"
+DEFAULT_PARAMS_FILE = shipped_params_file()
 NODE_MODULE = "aura_mem_ros.node"
 # The same node entry point, with the fault-injection backbone registered first.
 FAULT_NODE_MODULE = "aura_mem_dev.faults.node_with_faults"

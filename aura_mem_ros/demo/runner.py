@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from ament_index_python.packages import get_package_share_directory
 from domain_coordinator import domain_id as reserve_domain_id
 
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
+from aura_mem_ros.ros.parameters import shipped_params_file
 
 KV_BYTES_PER_STEP = 256  # one 32-d fp32 key + one 32-d fp32 value per step (model card)
 
@@ -38,14 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.episodes <= 0:
         ap.error("--episodes must be positive")
     return args
-
-
-def _shipped_params_file() -> Path:
-    """config/aura_mem.yaml of this checkout, else of the installed package (ament index)."""
-    in_tree = Path(__file__).resolve().parents[2] / "config" / "aura_mem.yaml"
-    if in_tree.is_file():
-        return in_tree
-    return Path(get_package_share_directory("aura_mem_ros")) / "config" / "aura_mem.yaml"
 
 
 def _reserve_domain() -> int:
@@ -97,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     # The node runs exactly as a user would start it: the shipped YAML (backbone mini, its
     # bundled AURA layer), plus only what this demo changes.
-    params_file = _shipped_params_file()
+    params_file = shipped_params_file()
     node_cmd = [py, "-m", "aura_mem_ros.node", "--ros-args", "--params-file", str(params_file)]
     node_cmd += ["-p", f"gate:={args.gate}", "-p", "on_instruction_change:=keep"]
     if args.model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import (
@@ -262,6 +263,17 @@ SPECS: tuple[ParamSpec, ...] = (
 )
 
 SPEC_BY_NAME = {s.name: s for s in SPECS}
+
+
+def shipped_params_file() -> Path:
+    """``config/aura_mem.yaml``: this checkout's when run from one, else the installed
+    package's (``share/aura_mem_ros/config``, found through the ament index)."""
+    in_tree = Path(__file__).resolve().parents[2] / "config" / "aura_mem.yaml"
+    if in_tree.is_file():
+        return in_tree
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("aura_mem_ros")) / "config" / "aura_mem.yaml"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ ground truth (cue visibility) for the demo's plot; the policy never subscribes t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -34,6 +35,7 @@ from std_srvs.srv import Trigger
 from aura_mem_ros.msg import AuraAction, EpisodeResult
 from aura_mem_ros.ros import qos
 from aura_mem_ros.ros.image_conversion import rgb_to_image
+from aura_mem_ros.ros.node_help import exit_if_help
 from aura_mem_ros.sim.env import NUM_ACTIONS, SimObs, cue_visible, make_env, to_sim_obs
 from aura_mem_ros.sim.expert import expert_action
 
@@ -234,6 +236,12 @@ class MiniGridSimNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_if_help(
+        sys.argv if argv is None else argv,
+        "minigrid_sim",
+        __doc__.split("\n\n")[0].replace("`", ""),
+        ((f.name, f.default, "") for f in dataclasses.fields(SimParams)),
+    )
     rclpy.init(args=argv)
     node = MiniGridSimNode()
     try:
