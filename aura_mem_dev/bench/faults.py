@@ -17,14 +17,15 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from aura_mem_dev.bench.cli import command_line
-from aura_mem_dev.faults import scenarios as sc
+from aura_mem_dev.faults import inputs, persistence, process, transport
 from aura_mem_dev.faults.harness import Probe, reserved_domain
 from aura_mem_dev.faults.report import render_markdown
+from aura_mem_dev.faults.row import FaultRow
+from aura_mem_dev.faults.session import Session
 
 ROW_NAMES = (
     "wrong_encoding",
@@ -68,22 +69,22 @@ def run_rows(
     corrupt_variants: list[str] | None = None,
     log: Callable[[str], None] = print,
     extras: dict[str, Any] | None = None,
-) -> list[sc.FaultRow]:
+) -> list[FaultRow]:
     """Run the chosen rows; ``extras`` (if given) receives measurements that are not rows."""
-    rows: list[sc.FaultRow] = []
+    rows: list[FaultRow] = []
 
     def want(name: str) -> bool:
         return only is None or name in only
 
-    def guarded(name: str, fn: Callable[[], sc.FaultRow]) -> None:
+    def guarded(name: str, fn: Callable[[], FaultRow]) -> None:
         if not want(name):
             return
         t0 = time.monotonic()
         try:
             row = fn()
         except Exception as exc:  # one broken row must not hide the others
-            row = sc.FaultRow(name, "", f"harness error: {exc}", False, "?", "", False)
-            row.failures.append(traceback.format_exc(limit=3))
+            row = FaultRow(name, node_did=f"harness error: {exc}", kept_running=False)
+            row.check("harness_ran", False, traceback.format_exc(limit=3))
         row.seconds = time.monotonic() - t0
         rows.append(row)
         verdict = "PASS" if row.passed else "FAIL: " + "; ".join(row.failures)
@@ -93,10 +94,10 @@ def run_rows(
         work = Path(tmp)
         probe = Probe(domain)
         try:
-            holder: list[sc.Session] = []
+            holder: list[Session] = []
             starts = [0]
 
-            def live() -> sc.Session:
+            def live() -> Session:
                 """The shared node; restarted if a previous row killed it (that row failed
                 and says so; the next row must not inherit a dead process)."""
                 if holder and holder[0].alive():
@@ -106,7 +107,7 @@ def run_rows(
                 starts[0] += 1
                 d = work / f"shared{starts[0]}"
                 d.mkdir()
-                s = sc.Session(probe, domain, d, {"max_image_pixels": MAX_IMAGE_PIXELS})
+                s = Session(probe, domain, d, {"max_image_pixels": MAX_IMAGE_PIXELS})
                 if not s.ready():
                     s.close()
                     raise RuntimeError("node never served:\n" + s.node.log()[-2000:])
@@ -114,19 +115,19 @@ def run_rows(
                 return s
 
             try:
-                guarded("wrong_encoding", lambda: sc.wrong_encoding(live()))
-                guarded("step_mismatch", lambda: sc.step_mismatch(live()))
-                guarded("zero_size", lambda: sc.zero_size(live()))
-                guarded("oversized", lambda: sc.oversized(live(), MAX_IMAGE_PIXELS))
-                guarded("bad_proprio", lambda: sc.bad_proprio(live()))
-                guarded("empty_instruction", lambda: sc.empty_instruction(live()))
-                guarded("instruction_flood", lambda: sc.instruction_flood(live()))
-                guarded("camera_dropout", lambda: sc.camera_dropout(live()))
-                guarded("backbone_raises", lambda: sc.backbone_raises(live()))
-                guarded("incompatible_qos", lambda: sc.incompatible_qos(live()))
+                guarded("wrong_encoding", lambda: inputs.wrong_encoding(live()))
+                guarded("step_mismatch", lambda: inputs.step_mismatch(live()))
+                guarded("zero_size", lambda: inputs.zero_size(live()))
+                guarded("oversized", lambda: inputs.oversized(live(), MAX_IMAGE_PIXELS))
+                guarded("bad_proprio", lambda: inputs.bad_proprio(live()))
+                guarded("empty_instruction", lambda: inputs.empty_instruction(live()))
+                guarded("instruction_flood", lambda: inputs.instruction_flood(live()))
+                guarded("camera_dropout", lambda: transport.camera_dropout(live()))
+                guarded("backbone_raises", lambda: process.backbone_raises(live()))
+                guarded("incompatible_qos", lambda: transport.incompatible_qos(live()))
                 if extras is not None and only is None:
                     try:
-                        extras["frame_delivery"] = sc.frame_delivery(live())
+                        extras["frame_delivery"] = transport.frame_delivery(live())
                     except Exception as exc:  # an observation, not a row: never fail the run
                         extras["frame_delivery_error"] = repr(exc)
             finally:
@@ -134,17 +135,20 @@ def run_rows(
                     holder.pop().close()
             guarded(
                 "kill9_node",
-                lambda: sc.kill9_node_during_persistence(probe, domain, work, kills=kills),
+                lambda: process.kill9_node_during_persistence(probe, domain, work, kills=kills),
             )
             guarded(
                 "crash_points",
-                lambda: sc.crash_points(work, crash_per_point, crash_random),
+                lambda: persistence.crash_points(work, crash_per_point, crash_random),
             )
             guarded(
                 "corrupt_state_file",
-                lambda: sc.corrupt_state_file(probe, domain, work, corrupt_variants),
+                lambda: persistence.corrupt_state_file(probe, domain, work, corrupt_variants),
             )
-            guarded("unwritable_state_dir", lambda: sc.unwritable_state_dir(probe, domain, work))
+            guarded(
+                "unwritable_state_dir",
+                lambda: persistence.unwritable_state_dir(probe, domain, work),
+            )
         finally:
             probe.close()
     return rows
@@ -178,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+            json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows]}, indent=2) + "\n"
         )
     if args.md:
         args.md.parent.mkdir(parents=True, exist_ok=True)

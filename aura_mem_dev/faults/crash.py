@@ -5,7 +5,7 @@ Why a separate child and not only the node: killing the node at a *chosen* instr
 ``write_atomic`` is not possible from outside, and restarting the node (torch, DDS, model) for
 every kill would limit the test to a handful of kills. This child imports only
 ``aura_mem_ros.persistence`` (stdlib only) and starts in ~0.1 s, so hundreds of kills are cheap;
-the node itself is also killed during persistence, fewer times, in ``scenarios``.
+the node itself is also killed during persistence, fewer times, in ``process``.
 
 Child protocol: payload ``i`` encodes ``i`` in its first 8 bytes; after ``record_write`` of
 payload ``i`` returns, the child prints ``done i``. The parent then knows which states were

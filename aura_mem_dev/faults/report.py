@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aura_mem_dev.faults.scenarios import FaultRow
+from aura_mem_dev.faults.row import FaultRow
 
 
 def _cell(text: str) -> str:
@@ -72,8 +72,9 @@ def render_markdown(rows: Sequence[FaultRow], meta: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "Pass criteria per row are the `row.check(...)` calls in "
-        "`aura_mem_dev/faults/scenarios.py`; the same scenario functions run as pytest tests "
+        "Pass criteria per row are its named `row.check(...)` calls in "
+        "`aura_mem_dev/faults/{inputs,transport,persistence,process}.py`; the same scenario "
+        "functions run as pytest tests, which list the checks of each row "
         "(`test/test_faults_*.py`) with fewer repeats.",
         "",
     ]
