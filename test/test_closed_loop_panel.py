@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aura_mem_dev.bench.closed_loop import ARMS, run_panel, wilson_interval
+from aura_mem_dev.bench.closed_loop import ARMS, Panel, run_panel, wilson_interval
 from aura_mem_dev.training.seeds import EVAL_SEED_BASE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,16 +31,18 @@ def test_training_seeds_are_refused() -> None:
 
 def test_small_panel_has_the_documented_shape() -> None:
     panel = run_panel("MiniGrid-MemoryS11-v0", 3, EVAL_SEED_BASE + 500, max_steps=40)
-    assert panel["env"] == "MiniGrid-MemoryS11-v0" and panel["episodes"] == 3
-    assert set(panel["arms"]) == set(ARMS)
-    for arm, r in panel["arms"].items():
-        lo, hi = r["ci95"]
-        assert 0.0 <= lo <= r["success"] <= hi <= 1.0, arm
-        assert r["steps_per_episode"] > 0
-    assert panel["arms"]["memoryless"]["writes_per_episode"] == 0.0
-    always = panel["arms"]["always_aura"]
-    assert always["writes_per_episode"] == pytest.approx(always["steps_per_episode"])
-    json.dumps(panel)  # serialisable as the --out file
+    assert panel.env == "MiniGrid-MemoryS11-v0" and panel.episodes == 3
+    assert set(panel.arms) == set(ARMS)
+    for arm, r in panel.arms.items():
+        lo, hi = r.ci95
+        assert 0.0 <= lo <= r.success <= hi <= 1.0, arm
+        assert r.steps_per_episode > 0
+    assert panel.arms["memoryless"].writes_per_episode == 0.0
+    always = panel.arms["always_aura"]
+    assert always.writes_per_episode == pytest.approx(always.steps_per_episode)
+    # the --out file: JSON, read back into the same result
+    data = json.loads(json.dumps(panel.to_dict()))
+    assert Panel.from_dict(data) == panel
 
 
 @pytest.mark.slow

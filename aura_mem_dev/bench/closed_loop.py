@@ -21,6 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ class ArmResult:
     writes_per_step: float
     successes: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "success": self.success,
             "ci95": list(self.ci95),
@@ -48,6 +49,39 @@ class ArmResult:
             "writes_per_step": self.writes_per_step,
             "successes": self.successes,
         }
+
+
+@dataclass
+class Panel:
+    """Every arm on the same seeds of one environment (docs/results/closed_loop_<env>.json)."""
+
+    env: str
+    episodes: int
+    seed_offset: int
+    max_steps: int
+    budget_writes_per_step: float | None  # aura's measured rate (random/periodic run at it)
+    arms: dict[str, ArmResult]
+    per_episode: dict[str, list[dict[str, Any]]]  # seed, success, steps, writes, ...
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "env": self.env,
+            "episodes": self.episodes,
+            "seed_offset": self.seed_offset,
+            "max_steps": self.max_steps,
+            "budget_writes_per_step": self.budget_writes_per_step,
+            "arms": {a: r.to_dict() for a, r in self.arms.items()},
+            "per_episode": self.per_episode,
+        }
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Panel:
+        arms = {a: ArmResult(**{**r, "ci95": tuple(r["ci95"])}) for a, r in data["arms"].items()}
+        return cls(**{**data, "arms": arms})
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -83,7 +117,7 @@ def run_panel(
     max_steps: int = DEFAULT_MAX_STEPS,
     arms: tuple[str, ...] = ARMS,
     model_dir: str | None = None,
-) -> dict:
+) -> Panel:
     from aura_mem_dev.agent import Agent, run_agent_episode
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
@@ -149,15 +183,15 @@ def run_panel(
         ]
         if arm == "aura":
             aura_rate = results[arm].writes_per_step
-    return {
-        "env": env_id,
-        "episodes": episodes,
-        "seed_offset": seed_offset,
-        "max_steps": max_steps,
-        "budget_writes_per_step": aura_rate,
-        "arms": {a: results[a].to_dict() for a in arms},
-        "per_episode": per_episode,
-    }
+    return Panel(
+        env=env_id,
+        episodes=episodes,
+        seed_offset=seed_offset,
+        max_steps=max_steps,
+        budget_writes_per_step=aura_rate,
+        arms={a: results[a] for a in arms},
+        per_episode=per_episode,
+    )
 
 
 def _measure_rate(backbone, layer, env, seeds: list[int], max_steps: int) -> float:
@@ -169,34 +203,21 @@ def _measure_rate(backbone, layer, env, seeds: list[int], max_steps: int) -> flo
     return sum(o.writes for o in outs) / max(1, sum(o.steps for o in outs))
 
 
-def format_table(panel: dict) -> str:
-    lines = [
-        "| arm | success | 95% CI (Wilson) | writes / episode | steps / episode |",
-        "|---|---|---|---|---|",
-    ]
-    for arm, r in panel["arms"].items():
-        lo, hi = r["ci95"]
-        lines.append(
-            f"| {arm} | {r['success']:.3f} ({r['successes']}/{panel['episodes']}) | "
-            f"[{lo:.3f}, {hi:.3f}] | {r['writes_per_episode']:.2f} | "
-            f"{r['steps_per_episode']:.2f} |"
-        )
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
+    from aura_mem_dev.report.closed_loop import arm_table
+
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
     t0 = time.time()
     panel = run_panel(
         args.env, args.episodes, args.seed_offset, args.max_steps, arms, args.model_dir
     )
-    panel["seconds"] = round(time.time() - t0, 2)
+    panel.seconds = round(time.time() - t0, 2)
     print(
         f"{args.env}: {args.episodes} episodes/arm, seeds {args.seed_offset}.."
-        f"{args.seed_offset + args.episodes - 1}, {panel['seconds']} s"
+        f"{args.seed_offset + args.episodes - 1}, {panel.seconds} s"
     )
-    print(format_table(panel))
+    print("\n".join(arm_table(panel)))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(panel, indent=2) + "\n")
+        args.out.write_text(json.dumps(panel.to_dict(), indent=2) + "\n")
     return 0

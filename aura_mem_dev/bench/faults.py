@@ -17,13 +17,13 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from aura_mem_dev.bench.cli import command_line
 from aura_mem_dev.faults import inputs, persistence, process, transport
 from aura_mem_dev.faults.harness import Probe, reserved_domain
-from aura_mem_dev.faults.report import render_markdown
 from aura_mem_dev.faults.row import FaultRow
 from aura_mem_dev.faults.session import Session
 
@@ -45,10 +45,37 @@ ROW_NAMES = (
 )
 # The shared node's max_image_pixels (160 x 120). Not the YAML's 3840 x 2160: a real frame
 # above that is ~25 MB, and with the node's best-effort camera QoS the default Fast DDS
-# transports here lose every frame above ~0.5 MB before the node sees it (see REQUESTS.md), so
+# transports here lose every frame above ~0.5 MB before the node sees it (docs/results/NOTES.md), so
 # the row could not tell a rejection from a transport loss. 160 x 120 keeps the real oversized
 # frame small enough to arrive; the limit check is the same code whatever the number.
 MAX_IMAGE_PIXELS = 19_200
+
+
+@dataclass
+class FaultRun:
+    """One ``aura-mem-bench faults`` run: its rows and how it was run."""
+
+    rows: list[FaultRow]
+    date_utc: str
+    host: str
+    cpus: int
+    loadavg_before: list[float]
+    loadavg_after: list[float]
+    seconds: float
+    command: str
+    kills: int
+    crash_per_point: int
+    crash_random: int
+    # Not a row: which camera frame sizes reach the node at all (transport.frame_delivery).
+    frame_delivery: list[dict[str, Any]] | None = None
+    frame_delivery_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rows"}
+        return {
+            "meta": {k: v for k, v in meta.items() if v is not None},
+            "rows": [r.to_dict() for r in self.rows],
+        }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,27 +193,28 @@ def run(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     extras: dict[str, Any] = {}
     rows = run_rows(only, args.kills, args.crash_per_point, args.crash_random, extras=extras)
-    meta = {
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "seconds": round(time.monotonic() - t0, 1),
-        "command": command_line("faults"),
-        "kills": args.kills,
-        "crash_per_point": args.crash_per_point,
-        "crash_random": args.crash_random,
+    result = FaultRun(
+        rows=rows,
+        date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        host=platform.node(),
+        cpus=os.cpu_count() or 0,
+        loadavg_before=[round(x, 2) for x in load_before],
+        loadavg_after=[round(x, 2) for x in os.getloadavg()],
+        seconds=round(time.monotonic() - t0, 1),
+        command=command_line("faults"),
+        kills=args.kills,
+        crash_per_point=args.crash_per_point,
+        crash_random=args.crash_random,
         **extras,
-    }
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows]}, indent=2) + "\n"
-        )
+        args.out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if args.md:
+        from aura_mem_dev.report.faults import render_markdown
+
         args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(render_markdown(rows, meta))
+        args.md.write_text(render_markdown(result))
     failed = [r.scenario for r in rows if not r.passed]
     print(
         f"{len(rows) - len(failed)}/{len(rows)} rows pass"

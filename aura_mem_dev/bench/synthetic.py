@@ -9,10 +9,12 @@ Every method sees the same training batches (same generator seed) and the same t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,55 @@ from aura_mem_ros.core.config import AuraConfig
 from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, evaluate, train_aura
 
 QUICK = {"iterations": 60, "batch_size": 32, "eval_sequences": 128}
+GATE_RATES = ("write_rate_events", "write_rate_distractors", "write_rate_queries")
+
+
+@dataclass
+class MethodSummary:
+    """One method over the seeds of a run (means; the per-seed values beside them)."""
+
+    accuracy_mean: float  # on query steps
+    accuracy_std: float
+    writes_per_seq: float
+    steps_per_seq: float
+    accuracy_per_seed: list[float]
+    writes_per_seq_per_seed: list[float]
+    train_seconds: float
+    # the learned gate only: its write rate on event, distractor and query steps
+    write_rate_events: float | None = None
+    write_rate_distractors: float | None = None
+    write_rate_queries: float | None = None
+
+
+@dataclass
+class SyntheticRun:
+    """``aura-mem-bench synthetic`` on one config (docs/results/synthetic_<config>.json)."""
+
+    config: str
+    quick: bool
+    seeds: list[int]
+    complete: bool  # False while a long run is still going (written after every seed)
+    budget_x_oracle: float
+    command: str
+    date: str
+    wall_seconds: float
+    task: dict[str, Any]  # the SyntheticConfig
+    oracle_writes_per_seq: int
+    methods: dict[str, MethodSummary]
+    checks: dict[str, float]  # see ``checks``
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["methods"] = {
+            name: {k: v for k, v in m.items() if v is not None}
+            for name, m in out["methods"].items()
+        }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SyntheticRun:
+        methods = {k: MethodSummary(**v) for k, v in data["methods"].items()}
+        return cls(**{**data, "methods": methods})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,45 +158,42 @@ def run_seed(
     return results
 
 
-def summarise(task: SyntheticConfig, per_seed: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
-    methods: dict[str, Any] = {}
+def summarise(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, MethodSummary]:
+    methods: dict[str, MethodSummary] = {}
     for name in per_seed[0]:
         runs = [r[name] for r in per_seed]
         acc = [r["accuracy"] for r in runs]
-        entry = {
-            "accuracy_mean": statistics.fmean(acc),
-            "accuracy_std": statistics.pstdev(acc) if len(acc) > 1 else 0.0,
-            "writes_per_seq": statistics.fmean(r["writes_per_seq"] for r in runs),
-            "steps_per_seq": runs[0]["steps_per_seq"],
-            "accuracy_per_seed": acc,
-            "writes_per_seq_per_seed": [r["writes_per_seq"] for r in runs],
-            "train_seconds": statistics.fmean(r["train_seconds"] for r in runs),
-        }
-        for key in ("write_rate_events", "write_rate_distractors", "write_rate_queries"):
-            if key in runs[0]:
-                entry[key] = statistics.fmean(r[key] for r in runs)
-        methods[name] = entry
+        methods[name] = MethodSummary(
+            accuracy_mean=statistics.fmean(acc),
+            accuracy_std=statistics.pstdev(acc) if len(acc) > 1 else 0.0,
+            writes_per_seq=statistics.fmean(r["writes_per_seq"] for r in runs),
+            steps_per_seq=runs[0]["steps_per_seq"],
+            accuracy_per_seed=acc,
+            writes_per_seq_per_seed=[r["writes_per_seq"] for r in runs],
+            train_seconds=statistics.fmean(r["train_seconds"] for r in runs),
+            **{k: statistics.fmean(r[k] for r in runs) for k in GATE_RATES if k in runs[0]},
+        )
     return methods
 
 
-def checks(methods: dict[str, Any]) -> dict[str, Any]:
+def checks(methods: dict[str, MethodSummary]) -> dict[str, float]:
     """The issue's targets, evaluated on this run (absent methods are skipped)."""
-    out: dict[str, Any] = {}
+    out: dict[str, float] = {}
     if "aura" not in methods:
         return out
     aura = methods["aura"]
-    o1 = [methods[m]["accuracy_mean"] for m in ("always_fast_weight", "gru") if m in methods]
+    o1 = [methods[m].accuracy_mean for m in ("always_fast_weight", "gru") if m in methods]
     if o1:
-        out["accuracy_gap_vs_best_o1_pts"] = 100 * (aura["accuracy_mean"] - max(o1))
-    if "always_fast_weight" in methods and aura["writes_per_seq"] > 0:
+        out["accuracy_gap_vs_best_o1_pts"] = 100 * (aura.accuracy_mean - max(o1))
+    if "always_fast_weight" in methods and aura.writes_per_seq > 0:
         out["write_reduction_vs_always"] = (
-            methods["always_fast_weight"]["writes_per_seq"] / aura["writes_per_seq"]
+            methods["always_fast_weight"].writes_per_seq / aura.writes_per_seq
         )
-    if "oracle" in methods and methods["oracle"]["writes_per_seq"] > 0:
-        out["writes_vs_oracle"] = aura["writes_per_seq"] / methods["oracle"]["writes_per_seq"]
+    if "oracle" in methods and methods["oracle"].writes_per_seq > 0:
+        out["writes_vs_oracle"] = aura.writes_per_seq / methods["oracle"].writes_per_seq
     for m in ("random", "periodic", "reconstruction", "similarity"):
         if m in methods:
-            out[f"aura_minus_{m}_pts"] = 100 * (aura["accuracy_mean"] - methods[m]["accuracy_mean"])
+            out[f"aura_minus_{m}_pts"] = 100 * (aura.accuracy_mean - methods[m].accuracy_mean)
     return out
 
 
@@ -185,22 +233,22 @@ def run(args: argparse.Namespace) -> int:
     per_seed: list[dict[str, dict[str, float]]] = []
     for seed in seeds:
         per_seed.append(run_seed(task, seed, methods, args.budget, not args.no_progress))
-        methods_out = summarise(task, per_seed)
-        result = {
-            "config": args.config,
-            "quick": bool(args.quick),
-            "seeds": seeds[: len(per_seed)],
-            "complete": len(per_seed) == len(seeds),
-            "budget_x_oracle": args.budget,
-            "command": _command(args),
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "wall_seconds": time.perf_counter() - start,
-            "task": dict(task.__dict__),
-            "oracle_writes_per_seq": task.n_events,
-            "methods": methods_out,
-            "checks": checks(methods_out),
-        }
-        text = json.dumps(result, indent=2)
+        methods_out = summarise(per_seed)
+        result = SyntheticRun(
+            config=args.config,
+            quick=bool(args.quick),
+            seeds=seeds[: len(per_seed)],
+            complete=len(per_seed) == len(seeds),
+            budget_x_oracle=args.budget,
+            command=_command(args),
+            date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            wall_seconds=time.perf_counter() - start,
+            task=dict(task.__dict__),
+            oracle_writes_per_seq=task.n_events,
+            methods=methods_out,
+            checks=checks(methods_out),
+        )
+        text = json.dumps(result.to_dict(), indent=2)
         if args.out is not None:  # after every seed: a long run leaves partial results
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(text + "\n")
