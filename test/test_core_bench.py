@@ -22,10 +22,10 @@ NAMES = {
 
 def test_footprint_is_measured_from_stepped_objects() -> None:
     out = measure(steps=300, d_model=16, kv_read_every=7)
-    assert out["aura_state_bytes"] == out["aura_state_bytes_at_step_1"] == 4224
-    assert out["aura_serialised_bytes"] == 4224 and out["aura_writes"] == 300
-    assert out["kv_cache_bytes"] == 300 * 256
-    assert out["ratio"] == round(300 * 256 / 4224, 1)
+    assert out.aura_state_bytes == out.aura_state_bytes_at_step_1 == 4224
+    assert out.aura_serialised_bytes == 4224 and out.aura_writes == 300
+    assert out.kv_cache_bytes == 300 * 256
+    assert out.ratio == round(300 * 256 / 4224, 1)
 
 
 def test_synthetic_task_properties() -> None:

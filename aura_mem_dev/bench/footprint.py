@@ -11,8 +11,10 @@ step costs minutes and the read does not change what is stored.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,9 +32,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def measure(
-    steps: int, d_model: int = 64, kv_read_every: int = 100, seed: int = 0
-) -> dict[str, object]:
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes read off the live state objects after ``steps`` steps of each memory."""
+
+    steps: int
+    aura_state_bytes: int
+    aura_state_bytes_at_step_1: int
+    aura_serialised_bytes: int
+    aura_writes: int
+    kv_cache_bytes: int
+    kv_bytes_per_step: float
+    ratio: float  # KV-cache bytes / AURA bytes
+    d_model: int
+    kv_read_every: int
+    seconds: dict[str, float]  # wall time of each run ("aura", "kv_cache")
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def measure(steps: int, d_model: int = 64, kv_read_every: int = 100, seed: int = 0) -> Footprint:
     if steps < 1:
         raise ValueError("--steps must be >= 1")
     config = AuraConfig(d_model=d_model, chunk_size=1, action_dim=7)
@@ -62,22 +82,23 @@ def measure(
             else:
                 state = kv.append(xt, state)
     kv_seconds = time.perf_counter() - start
-    return {
-        "steps": steps,
-        "aura_state_bytes": aura_bytes,
-        "aura_state_bytes_at_step_1": first_bytes,
-        "aura_serialised_bytes": serialised,
-        "aura_writes": runtime.writes,
-        "kv_cache_bytes": state.nbytes,
-        "kv_bytes_per_step": state.nbytes / steps,
-        "ratio": round(state.nbytes / aura_bytes, 1),
-        "d_model": d_model,
-        "kv_read_every": kv_read_every,
-        "seconds": {"aura": round(aura_seconds, 2), "kv_cache": round(kv_seconds, 2)},
-    }
+    return Footprint(
+        steps=steps,
+        aura_state_bytes=aura_bytes,
+        aura_state_bytes_at_step_1=first_bytes,
+        aura_serialised_bytes=serialised,
+        aura_writes=runtime.writes,
+        kv_cache_bytes=state.nbytes,
+        kv_bytes_per_step=state.nbytes / steps,
+        ratio=round(state.nbytes / aura_bytes, 1),
+        d_model=d_model,
+        kv_read_every=kv_read_every,
+        seconds={"aura": round(aura_seconds, 2), "kv_cache": round(kv_seconds, 2)},
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
-    print(json.dumps(measure(args.steps, args.d_model, args.kv_read_every, args.seed), indent=2))
+    result = measure(args.steps, args.d_model, args.kv_read_every, args.seed)
+    print(json.dumps(result.to_dict(), indent=2))
     return 0
