@@ -185,3 +185,21 @@ def test_node_serves_actions_from_the_real_architecture(
     assert r["direct_vs_published_max"] < 1e-5
     assert "LlamaSdpaAttention (bidirectional, probed)" in r["describe"]
     assert "conventions=libero" in r["describe"] and r["aura_step"] == "fused"
+
+
+def test_gpu_check_script_runs_on_cpu(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """aura_mem_dev/oft/gpu_check.py is what runs on a borrowed GPU; here on CPU, 2 steps."""
+    out = tmp_path / "gpu_check.json"
+    args = [
+        str(REPO_ROOT / "aura_mem_dev" / "oft" / "gpu_check.py"),
+        "--device", "cpu", "--steps", "2", "--warmup", "1",
+        "--third-party", str(Path(UPSTREAM_DIR).parent),
+        "--model-dir", str(tiny_checkpoint), "--workdir", str(tmp_path), "--out", str(out),
+    ]  # fmt: skip
+    proc = run_python(args, timeout=540)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert all(r["checks"].values()), r["checks"]
+    assert r["backbone_ms"]["n"] == 2 and r["aura_ms"]["n"] == 2
+    assert r["aura_ms"]["p50"] < r["backbone_ms"]["p50"]
+    assert str(tmp_path / "fork") in r["transformers"]  # ran on the patched copy
