@@ -157,7 +157,12 @@ class ServingSpec:
             cfg = AuraConfig.for_backbone(backbone)
             layer = init_aura(cfg, seed=self.seed)
         runtime = AuraRuntime(
-            layer, gate=self.gate, threshold=self.threshold, seed=self.seed, fused=self.fused
+            layer,
+            gate=self.gate,
+            threshold=self.threshold,
+            seed=self.seed,
+            fused=self.fused,
+            device=backbone.device,
         )
         ident = f"{backbone.model_id()}:{memory_identity(checkpoint, cfg.to_dict(), self.seed)}"
         return runtime, ident

@@ -135,8 +135,9 @@ class AuraMemNode(LifecycleNode):
             f"configured: backbone={p.backbone} aura_checkpoint={p.aura_checkpoint!r} "
             f"model_id={model_id} gate={p.gate} "
             f"state={runtime.state_nbytes} B d_model={backbone.d_model} "
-            f"action={backbone.chunk_size}x{backbone.action_dim}"
+            f"action={backbone.chunk_size}x{backbone.action_dim} aura_step={runtime.step_path}"
         )
+        self.get_logger().info(backbone.describe())  # the backbone's active conventions
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,18 @@ class StepResult:
     step: int  # 1-based index of this step since start-up
     epoch: int
     state: bytes | None  # the memory state after a write (for persistence), else None
+
+
+def _features_array(features: Any) -> Any:
+    """numpy float32, except a torch tensor, which stays where the backbone left it (a GPU
+    backbone's features go to the AURA runtime on the same device, not via the host)."""
+    if hasattr(features, "device") and hasattr(features, "isfinite"):
+        return features
+    return np.asarray(features, np.float32)
+
+
+def _all_finite(x: Any) -> bool:
+    return bool(x.isfinite().all()) if hasattr(x, "isfinite") else bool(np.all(np.isfinite(x)))
 
 
 class AuraPipeline:
@@ -161,19 +174,19 @@ class AuraPipeline:
         obs = Observation(tuple(images), instruction, proprio)
         try:
             out = self.backbone.step(obs)
-            features = np.asarray(out.features, np.float32)
+            features = _features_array(out.features)
             base = np.asarray(out.action, np.float32)
         except Exception as exc:  # any backbone failure must leave the node serving
             raise InputRejectedError("backbone_error", f"{type(exc).__name__}: {exc}") from exc
         b = self.backbone
-        if features.shape != (b.d_model,) or base.shape != (b.chunk_size, b.action_dim):
+        if tuple(features.shape) != (b.d_model,) or base.shape != (b.chunk_size, b.action_dim):
             raise InputRejectedError(
                 "backbone_error",
-                f"backbone returned features {features.shape} "
+                f"backbone returned features {tuple(features.shape)} "
                 f"and action {base.shape}, expected ({b.d_model},) and "
                 f"({b.chunk_size}, {b.action_dim})",
             )
-        if not (np.all(np.isfinite(features)) and np.all(np.isfinite(base))):
+        if not (_all_finite(features) and np.all(np.isfinite(base))):
             raise InputRejectedError("backbone_error", "backbone returned NaN/inf")
         with self._lock:
             if epoch != self._epoch:
