@@ -24,6 +24,7 @@ ROS_FREE = [
     "aura_mem_ros.backbones.toy",
     "aura_mem_ros.backbones.openvla_oft",
     "aura_mem_ros.persistence",
+    "aura_mem_ros.reset_policy",
     "aura_mem_ros.serving",
     "aura_mem_ros.validation",
     "aura_mem_dev.bench.synthetic_task",

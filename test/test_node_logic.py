@@ -25,12 +25,24 @@ def image(value: int) -> np.ndarray:
     return out
 
 
-def pipeline(gate: str = "always", store: MemoryStore | None = None, **toy) -> AuraPipeline:
+def pipeline(
+    gate: str = "always",
+    store: MemoryStore | None = None,
+    reset_policy: str = "instruction_change",
+    **toy,
+) -> AuraPipeline:
     backbone = make_backbone("toy", **toy)
     runtime, model_id = ServingSpec("toy", gate=gate).build_runtime(backbone)
     clamp = ActionClamp([], [], backbone.action_dim)
     return AuraPipeline(
-        backbone, runtime, model_id, NodeStats(50, 1), clamp, store, log=lambda _: None
+        backbone,
+        runtime,
+        model_id,
+        NodeStats(50, 1),
+        clamp,
+        store,
+        log=lambda _: None,
+        reset_policy=reset_policy,
     )
 
 
@@ -79,15 +91,42 @@ def test_no_instruction_and_empty_instruction() -> None:
     assert err.value.reason == "empty_instruction" and p.instruction == "task"
 
 
-def test_instruction_change_reset_or_keep() -> None:
-    p = pipeline()
+@pytest.mark.parametrize("policy", ["instruction_change", "service", "never"])
+def test_instruction_change_per_reset_policy(policy: str) -> None:
+    p = pipeline(reset_policy=policy)
     assert p.set_instruction("a") == "first"
     fresh = p.runtime.state_bytes()
     p.step([image(1)], None)
     written = p.runtime.state_bytes()
     assert p.set_instruction("a") == "unchanged"
-    assert p.set_instruction("b", "keep") == "kept" and p.runtime.state_bytes() == written
-    assert p.set_instruction("c", "reset") == "reset" and p.runtime.state_bytes() == fresh
+    if policy == "instruction_change":
+        assert p.set_instruction("b") == "reset" and p.runtime.state_bytes() == fresh
+    else:
+        assert p.set_instruction("b") == "kept" and p.runtime.state_bytes() == written
+    p.step([image(2)], None)
+    assert p.request_reset() is (policy != "never")
+    assert (p.runtime.state_bytes() == fresh) is (policy != "never")
+
+
+def test_state_file_follows_the_instruction_only_under_instruction_change(tmp_path) -> None:
+    path = tmp_path / "s.bin"
+    for policy, restored_under_another_instruction in (
+        ("instruction_change", False),
+        ("service", True),
+        ("never", True),
+    ):
+        path.unlink(missing_ok=True)
+        first = pipeline(store=MemoryStore(path, 4224), reset_policy=policy)
+        first.set_instruction("task")
+        first.persist(first.step([image(3)], None))
+        first.set_instruction("second task")  # kept (service/never): saves stay valid
+        first.persist(first.step([image(4)], None))
+        saved = first.runtime.state_bytes()
+        second = pipeline(store=MemoryStore(path, 4224), reset_policy=policy)
+        second.set_instruction("a third task")
+        restored = second.restore_result.status is RestoreStatus.RESTORED
+        assert restored is restored_under_another_instruction, policy
+        assert (second.runtime.state_bytes() == saved) is restored, policy
 
 
 def test_step_straddling_a_reset_is_discarded_and_not_persisted(tmp_path: Path) -> None:

@@ -222,7 +222,7 @@ def instruction_flood(s: Session, seconds: float = 1.0, rate_hz: float = 1000.0)
         "a repeated identical instruction reset memory",
     )
     # Then a flood of alternating instructions: each change resets memory by design
-    # (on_instruction_change=reset); the node must survive it and end on the last one.
+    # (reset_policy=instruction_change); the node must survive it and end on the last one.
     n_alt = 200
     diag_idx = s.probe.n_diagnostics()
     log_before = len(s.node.log().splitlines())
@@ -262,7 +262,7 @@ def instruction_flood(s: Session, seconds: float = 1.0, rate_hz: float = 1000.0)
     )
     row.memory_lost = (
         "no for the repeated instruction; alternating changes reset memory "
-        "as configured (on_instruction_change=reset)"
+        "as configured (reset_policy=instruction_change)"
     )
     row.diagnostics = describe_status(final, ("instruction",)) if final else "(none)"
     del base

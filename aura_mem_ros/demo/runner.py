@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # bundled AURA layer), plus only what this demo changes.
     params_file = shipped_params_file()
     node_cmd = [py, "-m", "aura_mem_ros.node", "--ros-args", "--params-file", str(params_file)]
-    node_cmd += ["-p", f"gate:={args.gate}", "-p", "on_instruction_change:=keep"]
+    node_cmd += ["-p", f"gate:={args.gate}", "-p", "reset_policy:=service"]
     if args.model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
         node_cmd += [
             # YAML single quotes: otherwise ROS parses the JSON text as a mapping.

@@ -125,7 +125,14 @@ class AuraMemNode(LifecycleNode):
         self.configure_error = ""
         self.stats.reset_counters()
         self.pipeline = AuraPipeline(
-            backbone, runtime, model_id, self.stats, clamp, store, log=self.get_logger().info
+            backbone,
+            runtime,
+            model_id,
+            self.stats,
+            clamp,
+            store,
+            log=self.get_logger().info,
+            reset_policy=p.reset_policy,
         )
         if p.instruction:
             self._apply_instruction(p.instruction)
@@ -342,19 +349,24 @@ class AuraMemNode(LifecycleNode):
             self._proprio_arrived.notify_all()
 
     def _on_instruction(self, msg: String) -> None:
-        """A new task: reset or keep memory per ``on_instruction_change``."""
+        """A new task: reset or keep memory per ``reset_policy``."""
         if self.pipeline is not None:
             self._apply_instruction(msg.data)
 
     def _on_reset_memory(
         self, request: Trigger.Request, response: Trigger.Response
     ) -> Trigger.Response:
-        """std_srvs/Trigger: clear memory (and the state file) now."""
+        """std_srvs/Trigger: clear memory (and the state file) now, unless reset_policy is
+        never (then success is false and memory is kept)."""
         if self.pipeline is None:
             response.success = False
             response.message = "not configured"
             return response
-        self.pipeline.reset()
+        if not self.pipeline.request_reset():
+            self.get_logger().info("~/reset_memory refused: reset_policy is never")
+            response.success = False
+            response.message = "memory kept: reset_policy is never"
+            return response
         self.get_logger().info("memory reset by ~/reset_memory")
         response.success = True
         response.message = f"memory reset ({self.pipeline.runtime.state_nbytes} bytes cleared)"
@@ -525,7 +537,7 @@ class AuraMemNode(LifecycleNode):
     def _apply_instruction(self, text: str) -> None:
         assert self.pipeline is not None
         try:
-            what = self.pipeline.set_instruction(text, self.params.on_instruction_change)
+            what = self.pipeline.set_instruction(text)
         except InputRejectedError as rej:
             self.stats.record_rejected(rej.reason, rej.message)
             self._log_throttled(rej.reason, f"input rejected ({rej.reason}): {rej.message}")

@@ -23,6 +23,8 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from aura_mem_ros.reset_policy import DEFAULT_RESET_POLICY, RESET_POLICIES
+
 INT64_MAX = 2**63 - 1
 
 
@@ -107,10 +109,15 @@ SPECS: tuple[ParamSpec, ...] = (
         read_only=True,
     ),
     ParamSpec(
-        "on_instruction_change",
-        "reset",
-        "What a new instruction does to memory: reset | keep.",
-        choices=("reset", "keep"),
+        "reset_policy",
+        DEFAULT_RESET_POLICY.value,
+        "What clears memory: instruction_change = a new instruction or ~/reset_memory; "
+        "service = only ~/reset_memory (memory carries across instructions); never = "
+        "nothing (~/reset_memory refuses). The state file is bound to the instruction only "
+        "under instruction_change. Replaces on_instruction_change (reset -> "
+        "instruction_change, keep -> service).",
+        read_only=True,
+        choices=RESET_POLICIES,
     ),
     ParamSpec(
         "use_wrist_image",
@@ -290,7 +297,7 @@ class NodeParams:
     torch_threads: int
     fused_step: bool
     instruction: str
-    on_instruction_change: str
+    reset_policy: str
     use_wrist_image: bool
     use_compressed: bool
     use_proprio: bool

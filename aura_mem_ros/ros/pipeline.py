@@ -1,5 +1,9 @@
 """Backbone -> AURA memory -> clamp, with persistence: the node's logic without rclpy.
 
+Resets are decided here, by the node's ``reset_policy`` (``aura_mem_ros/reset_policy.py``):
+an instruction change resets only under ``instruction_change``; ``~/reset_memory`` resets
+unless the policy is ``never``; nothing else ever resets the memory.
+
 Thread model: ``step`` runs on the node's single inference worker; ``set_instruction`` and
 ``reset`` come from executor callbacks. One lock guards the memory and the epoch counter;
 the slow backbone call runs outside it, so a reset never waits for an inference. A result
@@ -20,6 +24,7 @@ import numpy as np
 from aura_mem_ros.backbones.base import Backbone, Observation
 from aura_mem_ros.core.runtime import AuraRuntime
 from aura_mem_ros.persistence import MemoryStore, RestoreResult, RestoreStatus, state_key
+from aura_mem_ros.reset_policy import DEFAULT_RESET_POLICY, ResetPolicy
 from aura_mem_ros.ros.stats import NodeStats
 from aura_mem_ros.serving import ActionClamp
 
@@ -65,7 +70,9 @@ class AuraPipeline:
     """One served step: backbone, AURA memory, clamp; resets, restores and persists memory.
 
     Built from a ``serving.ServingSpec`` (``runtime`` and ``model_id`` come from its
-    ``build_runtime``); ``store`` is None when memory is not persisted.
+    ``build_runtime``); ``store`` is None when memory is not persisted; ``reset_policy``
+    says which events clear memory (fixed for the pipeline's life: it also decides what the
+    state file is bound to).
     """
 
     def __init__(
@@ -77,8 +84,10 @@ class AuraPipeline:
         clamp: ActionClamp,
         store: MemoryStore | None = None,
         log: Callable[[str], None] = print,
+        reset_policy: ResetPolicy | str = DEFAULT_RESET_POLICY,
     ) -> None:
         self.backbone = backbone
+        self.reset_policy = ResetPolicy(reset_policy)
         self.runtime = runtime
         self.model_id = model_id
         self.stats = stats
@@ -102,7 +111,13 @@ class AuraPipeline:
     def instruction(self) -> str | None:
         return self._instruction
 
-    def set_instruction(self, text: str, on_change: str = "reset") -> str:
+    def memory_key(self, instruction: str) -> bytes:
+        """What the state file is bound to: the model and, when memory follows the
+        instruction, the instruction too (see ``reset_policy``)."""
+        bound = instruction if self.reset_policy.memory_follows_instruction else ""
+        return state_key(self.model_id, bound)
+
+    def set_instruction(self, text: str) -> str:
         """Apply a new instruction; returns what happened (first | unchanged | reset | kept)."""
         if not text.strip():
             raise InputRejectedError(
@@ -113,21 +128,30 @@ class AuraPipeline:
             if text == self._instruction:
                 return "unchanged"
             first = self._instruction is None
+            old_key = None if first else self.memory_key(self._instruction or "")
             self._instruction = text
             self._epoch += 1
-            key = state_key(self.model_id, text)
+            key = self.memory_key(text)
             if first:
                 self._restore(key)
                 return "first"
-            if self.store is not None:
+            if self.store is not None and key != old_key:
                 self.store.set_key(key)
-            if on_change == "keep":
+            if not self.reset_policy.resets_on_instruction:
                 return "kept"
             self._reset_locked()
             return "reset"
 
+    def request_reset(self) -> bool:
+        """The ``~/reset_memory`` service: clear memory unless the policy is ``never``.
+        Returns whether memory was cleared."""
+        if not self.reset_policy.resets_on_request:
+            return False
+        self.reset()
+        return True
+
     def reset(self) -> None:
-        """Clear memory (the reset_memory service). The state file is removed too."""
+        """Clear memory now, whatever the policy. The state file is removed too."""
         with self._lock:
             self._epoch += 1
             self._reset_locked()
