@@ -18,7 +18,8 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 	$(shell find aura_mem_ros launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: setup test test-fast lint demo colcon-check clean train-default \
-	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder
+	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
+	bench-never-reset
 
 setup: $(STAMP)/package $(STAMP)/dev
 
@@ -97,6 +98,12 @@ bench-synthetic: setup
 
 bench-closed-loop: setup
 	nice -n 10 $(PY) scripts/closed_loop_report.py
+
+# The never-reset panels (S13, S11, mixed; reset vs never, 500 episodes) and the 100k-step
+# soak -> docs/results/never_reset.md (+ .json). ARGS="--resume" continues a stopped run;
+# ARGS="--aura-checkpoint DIR" measures another AURA layer.
+bench-never-reset: setup
+	nice -n 10 $(PY) scripts/never_reset_report.py $(ARGS)
 
 bench-perf: setup
 	$(PY) scripts/bench_perf.py

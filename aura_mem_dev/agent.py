@@ -35,13 +35,17 @@ def sim_to_observation(obs: SimObs) -> Observation:
 
 
 class Agent:
-    """Backbone alone (runtime None) or backbone + a memory runtime."""
+    """Backbone alone (runtime None) or backbone + a memory runtime. ``resets`` counts
+    ``reset()`` calls (a never-resetting run must show 0)."""
 
     def __init__(self, backbone: Backbone, runtime: MemoryRuntime | None = None) -> None:
         self.backbone = backbone
         self.runtime = runtime
+        self.resets = 0
 
     def reset(self) -> None:
+        """What the node does on a memory reset: the runtime AND the backbone forget."""
+        self.resets += 1
         self.backbone.reset()
         if self.runtime is not None:
             self.runtime.reset()
@@ -66,9 +70,15 @@ class EpisodeOutcome:
     cue_first_seen: int | None = None
 
 
-def run_agent_episode(env: gym.Env, agent: Agent, seed: int, max_steps: int) -> EpisodeOutcome:
+def run_agent_episode(
+    env: gym.Env, agent: Agent, seed: int, max_steps: int, reset_memory: bool = True
+) -> EpisodeOutcome:
+    """One episode from ``env.reset(seed)``. ``reset_memory=False``: the agent is NOT reset
+    (memory, KV cache and backbone carry over from the previous episode, as on a robot that
+    never resets; the episode boundary exists only in the simulator)."""
     obs_dict, _ = env.reset(seed=seed)
-    agent.reset()
+    if reset_memory:
+        agent.reset()
     out = EpisodeOutcome(seed=seed, success=False, steps=0, episode_return=0.0, writes=0)
     if cue_visible(env):
         out.cue_first_seen = 0

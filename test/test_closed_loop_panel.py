@@ -88,3 +88,71 @@ def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_do
     for ep in range(episodes):
         local = run_agent_episode(sim, agent, seed0 + ep, 100).actions
         assert ros_actions[str(ep)] == local, f"episode {ep}"
+
+
+def _count_resets(monkeypatch) -> dict[str, int]:
+    """Count reset() calls of every memory runtime and of the backbone, except the one each
+    runtime makes while it is built (a robot boots with empty memory)."""
+    import inspect
+
+    from aura_mem_ros.backbones.mini import MiniBackbone
+    from aura_mem_ros.core.kv import KVRuntime
+    from aura_mem_ros.core.runtime import AuraRuntime
+
+    counts = {"AuraRuntime": 0, "KVRuntime": 0, "MiniBackbone": 0}
+    for cls in (AuraRuntime, KVRuntime, MiniBackbone):
+        original = cls.reset
+
+        def counting(self, _original=original, _name=cls.__name__) -> None:
+            if inspect.stack()[1].function != "__init__":
+                counts[_name] += 1
+            _original(self)
+
+        monkeypatch.setattr(cls, "reset", counting)
+    return counts
+
+
+def test_no_reset_panel_never_resets_and_reports_drift_and_state(monkeypatch) -> None:
+    counts = _count_resets(monkeypatch)
+    episodes = 4
+    arms = ("memoryless", "always_kv", "always_aura", "aura")
+    never = run_panel(
+        "MiniGrid-MemoryS11-v0", episodes, EVAL_SEED_BASE + 700, 40, arms, reset=False
+    )
+    assert counts == {"AuraRuntime": 0, "KVRuntime": 0, "MiniBackbone": 0}
+    assert never.reset_mode == "never"
+    for arm, r in never.arms.items():
+        assert r.resets == 0, arm
+        for key in ("first_quarter_success", "last_quarter_success", "final_state_bytes"):
+            assert key in r.to_dict() and getattr(r, key) is not None, (arm, key)
+        assert r.first_quarter_ci95[0] <= r.first_quarter_success <= r.first_quarter_ci95[1]
+    steps = sum(e["steps"] for e in never.per_episode["always_kv"])
+    # the KV cache kept every step of every episode (+ the steps its end cost was timed on)
+    assert never.arms["always_kv"].final_state_bytes >= 256 * steps
+    assert never.arms["always_aura"].final_state_bytes == 4224
+    assert never.arms["memoryless"].final_state_bytes == 0
+    kv = never.arms["always_kv"]
+    assert kv.memory_step_ms_start is not None and kv.memory_step_ms_end is not None
+
+    # The matched reset-mode panel: same seeds, one reset per episode and arm with memory.
+    reset = run_panel("MiniGrid-MemoryS11-v0", episodes, EVAL_SEED_BASE + 700, 40, arms)
+    assert counts["AuraRuntime"] == 2 * episodes and counts["KVRuntime"] == episodes
+    assert reset.arms["always_kv"].resets == episodes
+    assert [e["seed"] for e in reset.per_episode["aura"]] == [
+        e["seed"] for e in never.per_episode["aura"]
+    ]
+    # the first episode starts from empty memory in both modes: it is the same episode
+    assert reset.per_episode["aura"][0] == never.per_episode["aura"][0]
+    assert Panel.from_dict(json.loads(json.dumps(never.to_dict()))) == never
+
+
+def test_mixed_stream_alternates_envs() -> None:
+    panel = run_panel("mixed", 3, EVAL_SEED_BASE + 800, 30, ("memoryless",), reset=False)
+    envs = [e["env"] for e in panel.per_episode["memoryless"]]
+    assert envs == [
+        "MiniGrid-MemoryS11-v0",
+        "MiniGrid-MemoryS13-v0",
+        "MiniGrid-MemoryS17Random-v0",
+    ]
+    by_env = panel.arms["memoryless"].success_by_env
+    assert by_env is not None and {e: n for e, (_, n) in by_env.items()} == dict.fromkeys(envs, 1)

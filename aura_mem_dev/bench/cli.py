@@ -17,6 +17,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "footprint": ("aura_mem_dev.bench.footprint", "state bytes of AURA vs a KV-cache, measured"),
     "synthetic": ("aura_mem_dev.bench.synthetic", "the controlled synthetic memory benchmark"),
     "closed-loop": ("aura_mem_dev.bench.closed_loop", "MiniGrid-Memory closed-loop panel"),
+    "never-reset-soak": (
+        "aura_mem_dev.bench.never_reset_soak",
+        ">= 100,000 closed-loop steps without any reset, per window",
+    ),
     "perf": ("aura_mem_dev.bench.perf", "per-step latency, node latency and memory"),
     "faults": ("aura_mem_dev.bench.faults", "inject every fault of the reliability table"),
 }
