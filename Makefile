@@ -17,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 	$(shell find aura_mem_ros launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup test test-fast lint demo colcon-check clean train-default \
+.PHONY: setup test test-fast lint demo demo-no-reset colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
 	bench-never-reset
 
@@ -72,7 +72,11 @@ lint: setup
 	$(VENV)/bin/ruff format --check aura_mem_ros aura_mem_dev test tools scripts
 
 demo: setup
-	$(PY) -m aura_mem_ros.demo
+	$(PY) -m aura_mem_ros.demo $(ARGS)
+
+# The same demo with memory never reset between episodes (reset_policy never, no reset calls).
+demo-no-reset: setup
+	$(PY) -m aura_mem_ros.demo --no-reset $(ARGS)
 
 # colcon builds the same package the way a ROS 2 workspace does (CMake install, no pip),
 # then a clean Python loads the messages and the node entry from that install space.

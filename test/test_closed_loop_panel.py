@@ -47,7 +47,13 @@ def test_small_panel_has_the_documented_shape() -> None:
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_domain_id) -> None:
+@pytest.mark.parametrize("no_reset", [False, True])
+def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(
+    tmp_path, ros_domain_id, no_reset: bool
+) -> None:
+    """The demo (sim + node over DDS) and the in-process loop take the same actions; with
+    --no-reset the in-process loop never resets, so equal actions mean the node did not
+    either (memory carried across the episodes in both)."""
     from aura_mem_dev.agent import Agent, run_agent_episode
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
@@ -74,6 +80,7 @@ def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_do
             str(out),
             "--timeout",
             "90",
+            *(["--no-reset"] if no_reset else []),
         ],
         cwd=REPO,
         env=env,
@@ -86,8 +93,18 @@ def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_do
     agent = Agent(MiniBackbone(), AuraRuntime(load_aura(DEFAULT_MODEL_DIR / "aura")))
     sim = make_env("MiniGrid-MemoryS13-v0")
     for ep in range(episodes):
-        local = run_agent_episode(sim, agent, seed0 + ep, 100).actions
-        assert ros_actions[str(ep)] == local, f"episode {ep}"
+        local = run_agent_episode(sim, agent, seed0 + ep, 100, reset_memory=not no_reset)
+        assert ros_actions[str(ep)] == local.actions, f"episode {ep}"
+    if no_reset:
+        assert agent.resets == 0
+        summary = json.loads((out / "demo_summary.json").read_text())
+        assert summary["reset_between_episodes"] is False
+        assert set(summary["cue_writes"]) == {
+            "episodes_with_cue_write",
+            "new_cue_episodes",
+            "new_cue_episodes_seen",
+            "new_cue_episodes_with_write",
+        }
 
 
 def _count_resets(monkeypatch) -> dict[str, int]:

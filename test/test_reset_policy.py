@@ -1,4 +1,4 @@
-"""The reset policy by name, and the legacy parameter of bags recorded before it existed."""
+"""The reset policy by name, the legacy parameter of old bags, and the never-reset demo summary."""
 
 from __future__ import annotations
 
@@ -36,3 +36,24 @@ def test_from_params_reads_new_and_legacy_names() -> None:
         reset_policy.from_params({"reset_policy": "sometimes"})
     with pytest.raises(ValueError, match="keep"):
         reset_policy.from_params({"on_instruction_change": "forget"})
+
+
+def test_demo_summary_counts_writes_at_new_cues() -> None:
+    from aura_mem_ros.demo.runner import cue_writes
+
+    def ep(i: int, cue: str, seen: int | None, writes: list[int]) -> dict:
+        return {"episode": i, "cue": cue, "cue_first_seen": seen, "write_steps": writes}
+
+    results = [
+        ep(0, "key", 1, [1]),  # wrote at the cue
+        ep(1, "ball", 2, [0]),  # new cue, but the write came before it was seen
+        ep(2, "ball", 0, []),  # same cue: not a new one
+        ep(3, "key", None, []),  # new cue never looked at (a stale memory was trusted)
+        ep(4, "ball", 3, [5]),  # new cue, written after it was seen
+    ]
+    assert cue_writes(list(reversed(results))) == {
+        "episodes_with_cue_write": 2,
+        "new_cue_episodes": 3,
+        "new_cue_episodes_seen": 2,
+        "new_cue_episodes_with_write": 1,
+    }

@@ -78,6 +78,9 @@ class ArmResult:
     memory_step_ms_start: float | None = None
     memory_step_ms_end: float | None = None
     resets: int | None = None  # agent resets during the run: episodes (--reset) or 0
+    # episodes in which the cue came into view at all (a policy that trusts a stale memory
+    # may not turn back to look; then no write can store the new cue)
+    cue_seen: float | None = None
     success_by_env: dict[str, list[int]] | None = None  # env -> [successes, episodes]
 
     def to_dict(self) -> dict[str, Any]:
@@ -404,6 +407,7 @@ def _summarise(
         memory_step_ms_start=start_ms,
         memory_step_ms_end=end_ms,
         resets=resets,
+        cue_seen=sum(o.cue_first_seen is not None for o in outs) / n,
         success_by_env=by_env if len(by_env) > 1 else None,
     )
 

@@ -34,7 +34,10 @@ def render_markdown(run: NeverResetRun) -> str:
         "`Backbone.reset()`, and every backbone here is stateless (mini, toy, openvla_oft), so "
         "only the memory carries over. `random`/`periodic` write at `aura`'s measured "
         "writes/step of the same mode. Success intervals: Wilson 95%. Quarters: the first and "
-        "last quarter of the run's episodes. Timings on a shared 2-core VM: see "
+        "last quarter of the run's episodes. Cue seen: the share of episodes in which the cue "
+        "object came into view at all (a policy acting on a stale memory may never turn back "
+        "to look, and then no gate can store the new cue). Memory step: the memory's own "
+        "`select_action`, median. Timings on a shared 2-core VM: see "
         f"{NOTES}.",
         "",
     ]
@@ -78,6 +81,9 @@ def _stream_section(stream: str, modes: dict[str, Panel]) -> list[str]:
             if r and n
             else f"{(n or r).writes_per_episode:.2f}"
         )
+        seen = "-"
+        if r and n and r.cue_seen is not None and n.cue_seen is not None:
+            seen = f"{r.cue_seen:.2f} -> {n.cue_seen:.2f}"
         cost = "-"
         if n and n.memory_step_ms_start is not None:
             cost = f"{n.memory_step_ms_start:.3f} -> {n.memory_step_ms_end:.3f}"
@@ -91,6 +97,7 @@ def _stream_section(stream: str, modes: dict[str, Panel]) -> list[str]:
                 writes,
                 f"{n.final_state_bytes:,}" if n and n.final_state_bytes is not None else "-",
                 cost,
+                seen,
             )
         )
     lines += table(
@@ -103,9 +110,10 @@ def _stream_section(stream: str, modes: dict[str, Panel]) -> list[str]:
             "writes/episode reset -> never",
             "never: state bytes at the end",
             "never: memory step ms, fresh -> end",
+            "cue seen, reset -> never",
         ),
         rows,
-        "lllrllrl",
+        "lllrllrll",
     )
     lines.append("")
     if never is not None and any(a.success_by_env for a in never.arms.values()):
