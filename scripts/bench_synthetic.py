@@ -4,11 +4,13 @@
     python scripts/bench_synthetic.py                  # 3 configs x 3 seeds, then render
     python scripts/bench_synthetic.py --render-only    # re-render from the JSON files
     python scripts/bench_synthetic.py --configs easy --seeds 1 --quick
+    python scripts/bench_synthetic.py --configs stream --seeds 1   # the never-reset config
 
 Each config's JSON lands in docs/results/synthetic_<config>.json (what
 ``aura-mem-bench synthetic --config <config> --seeds N --out ...`` writes); the markdown is
-rendered only from those files (``aura_mem_dev/report/synthetic.py``), so every number in it
-has a command behind it.
+rendered only from those files (``aura_mem_dev/report/synthetic.py``), every config whose
+file exists, so every number in it has a command behind it and running one config keeps the
+others' sections.
 """
 
 from __future__ import annotations
@@ -46,15 +48,15 @@ def main(argv: list[str] | None = None) -> int:
                 cmd.append("--quick")
             if bench(cmd) != 0:
                 return 1
-    from aura_mem_dev.bench.synthetic import SyntheticRun
+    from aura_mem_dev.bench.synthetic import ALL_CONFIGS, SyntheticRun
     from aura_mem_dev.report.synthetic import render_markdown
 
     runs = []
-    for config in configs:
+    for config in ALL_CONFIGS:
         path = args.out_dir / f"synthetic_{config}.json"
         if path.is_file():
             runs.append(SyntheticRun.from_dict(json.loads(path.read_text())))
-        else:
+        elif config in configs:
             print(f"missing {path}: run without --render-only first", file=sys.stderr)
     if not runs:
         return 1

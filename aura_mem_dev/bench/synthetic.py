@@ -4,6 +4,12 @@ Per seed: AURA trains against its write budget (``--budget`` x the oracle's writ
 measured write rate on the test set then sets the budget of the matched methods (random and
 periodic run at that rate; the reconstruction and similarity gates are calibrated to it).
 Every method sees the same training batches (same generator seed) and the same test set.
+
+The ``stream`` config (``synthetic_task.StreamConfig``) trains on short windows of one
+stationary process and tests on runs of ``eval_len`` (10,000) steps, in which keys are
+re-assigned and lures look like assignments; its accuracy is also split by query kind (keys
+assigned more than once, keys lured since their latest assignment). A KV cache is evaluated
+step by step there (the whole-sequence attention matrix of a 10,000-step run does not fit).
 """
 
 from __future__ import annotations
@@ -21,13 +27,28 @@ from typing import Any
 
 import torch
 
-from aura_mem_dev.bench.synthetic_task import CONFIGS, SyntheticConfig, generate
-from aura_mem_ros.core.baselines import METHODS
+from aura_mem_dev.bench.synthetic_task import (
+    CONFIGS,
+    STREAM,
+    StreamBatch,
+    StreamConfig,
+    SyntheticBatch,
+    SyntheticConfig,
+    generate,
+    generate_stream,
+)
+from aura_mem_ros.core.baselines import METHODS, KVCacheMemory
 from aura_mem_ros.core.config import AuraConfig
+from aura_mem_ros.core.gates import get_gate
 from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, evaluate, train_aura
 
 QUICK = {"iterations": 60, "batch_size": 32, "eval_sequences": 128}
+QUICK_STREAM = {"iterations": 40, "batch_size": 16, "eval_sequences": 4, "eval_len": 2_000}
 GATE_RATES = ("write_rate_events", "write_rate_distractors", "write_rate_queries")
+# stream only: the learned gate on lures, and accuracy by kind of query
+STREAM_RATES = ("write_rate_lures", "accuracy_reassigned", "accuracy_after_lure")
+ALL_CONFIGS: dict[str, SyntheticConfig | StreamConfig] = {**CONFIGS, "stream": STREAM}
+Task = SyntheticConfig | StreamConfig
 
 
 @dataclass
@@ -45,6 +66,10 @@ class MethodSummary:
     write_rate_events: float | None = None
     write_rate_distractors: float | None = None
     write_rate_queries: float | None = None
+    # stream config only
+    write_rate_lures: float | None = None  # the learned gate on lures
+    accuracy_reassigned: float | None = None  # queries of keys assigned more than once
+    accuracy_after_lure: float | None = None  # queries of keys lured since their assignment
 
 
 @dataclass
@@ -60,7 +85,7 @@ class SyntheticRun:
     date: str
     wall_seconds: float
     task: dict[str, Any]  # the SyntheticConfig
-    oracle_writes_per_seq: int
+    oracle_writes_per_seq: float  # per TEST sequence (stream: expected)
     methods: dict[str, MethodSummary]
     checks: dict[str, float]  # see ``checks``
 
@@ -79,7 +104,7 @@ class SyntheticRun:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="medium")
+    parser.add_argument("--config", choices=sorted(ALL_CONFIGS), default="medium")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     parser.add_argument("--quick", action="store_true", help="smoke-test size (<= 2 min)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
@@ -91,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _model(name: str, task: SyntheticConfig, seed: int) -> torch.nn.Module:
+def _model(name: str, task: Task, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     config = AuraConfig(
         d_model=task.d_model, chunk_size=1, action_dim=task.n_classes, discrete=True
@@ -99,11 +124,24 @@ def _model(name: str, task: SyntheticConfig, seed: int) -> torch.nn.Module:
     return METHODS[name].build(config)
 
 
+def _data(task: Task, batch: int, g: torch.Generator, test: bool = False) -> SyntheticBatch:
+    """Training windows (or, ``test``, the test runs) of ``task``."""
+    if isinstance(task, StreamConfig):
+        return generate_stream(task, batch, g, task.eval_len if test else None)
+    return generate(task, batch, g)
+
+
+def oracle_writes_per_seq(task: Task) -> float:
+    if isinstance(task, StreamConfig):
+        return task.oracle_writes_per_eval_seq
+    return task.n_events
+
+
 def run_seed(
-    task: SyntheticConfig, seed: int, methods: list[str], budget: float, progress: bool
+    task: Task, seed: int, methods: list[str], budget: float, progress: bool
 ) -> dict[str, dict[str, float]]:
-    test = generate(task, task.eval_sequences, torch.Generator().manual_seed(10_000 + seed))
-    calib = generate(task, 128, torch.Generator().manual_seed(20_000 + seed))
+    test = _data(task, task.eval_sequences, torch.Generator().manual_seed(10_000 + seed), True)
+    calib = _data(task, 128, torch.Generator().manual_seed(20_000 + seed))
     results: dict[str, dict[str, float]] = {}
     aura_rate = budget * task.oracle_write_rate  # replaced by AURA's measured rate below
     # AURA first: its measured rate is the matched methods' budget.
@@ -123,7 +161,7 @@ def run_seed(
         start = time.perf_counter()
         trained = train_aura(
             model,
-            lambda i, g=stream: generate(task, task.batch_size, g),
+            lambda i, g=stream: _data(task, task.batch_size, g),
             train_cfg,
             gate=method.gate,
         )
@@ -132,17 +170,21 @@ def run_seed(
             threshold = calibrate_threshold(model, [calib], aura_rate, gate=method.gate)
         seconds = time.perf_counter() - start
         model.eval()
-        ev = evaluate(
-            model,
-            test,
-            gate=method.gate,
-            threshold=threshold,
-            score_mask=test.query_mask,
-            seed=seed,
-        )
+        if isinstance(test, StreamBatch):
+            ev = evaluate_stream(model, test, method.gate, threshold, seed)
+        else:
+            ev = evaluate(
+                model,
+                test,
+                gate=method.gate,
+                threshold=threshold,
+                score_mask=test.query_mask,
+                seed=seed,
+            )
         ev["train_seconds"] = seconds
         if method.budget == "learned":
             aura_rate = ev["write_rate"]
+        if method.budget == "learned" and not isinstance(test, StreamBatch):
             with torch.no_grad():
                 out = model.forward_sequence(test.features, test.base_actions, gate=method.gate)
             ev["write_rate_events"] = float(out.writes[test.event_mask].mean())
@@ -158,6 +200,52 @@ def run_seed(
     return results
 
 
+@torch.no_grad()
+def evaluate_stream(
+    model: torch.nn.Module, test: StreamBatch, gate: str, threshold: float | None, seed: int
+) -> dict[str, float]:
+    """Accuracy on query steps (all, re-assigned keys, lured keys) and writes, in one pass;
+    the learned gate's write rate on each kind of step."""
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(model, KVCacheMemory):  # (B, T, T) attention: step by step instead
+        state, actions, writes = model.init_state(test.features.shape[0]), [], []
+        for t in range(test.features.shape[1]):
+            out = model.step(test.features[:, t], test.base_actions[:, t], state)
+            state = out.state
+            actions.append(out.action)
+            writes.append(out.write)
+        acts, wrote = torch.stack(actions, 1), torch.stack(writes, 1)
+    else:
+        out = model.forward_sequence(
+            test.features,
+            test.base_actions,
+            gate=gate,
+            threshold=threshold,
+            writes=test.writes if get_gate(gate).needs_writes else None,
+            generator=generator,
+        )
+        acts, wrote = out.actions, out.writes
+    correct = (acts[:, :, 0].argmax(-1) == test.targets).float()
+
+    def share(values: torch.Tensor, mask: torch.Tensor | None) -> float:
+        return float(values[mask].mean()) if mask is not None and mask.any() else float("nan")
+
+    ev = {
+        "accuracy": share(correct, test.query_mask),
+        "accuracy_reassigned": share(correct, test.reassigned_query_mask),
+        "accuracy_after_lure": share(correct, test.lured_query_mask),
+        "writes_per_seq": float(wrote.sum(1).mean()),
+        "steps_per_seq": float(test.features.shape[1]),
+        "write_rate": float(wrote.mean()),
+    }
+    if get_gate(gate).learned:
+        ev["write_rate_events"] = share(wrote, test.event_mask)
+        ev["write_rate_distractors"] = share(wrote, test.distractor_mask)
+        ev["write_rate_queries"] = share(wrote, test.query_mask)
+        ev["write_rate_lures"] = share(wrote, test.lure_mask)
+    return ev
+
+
 def summarise(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, MethodSummary]:
     methods: dict[str, MethodSummary] = {}
     for name in per_seed[0]:
@@ -171,7 +259,11 @@ def summarise(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, MethodSu
             accuracy_per_seed=acc,
             writes_per_seq_per_seed=[r["writes_per_seq"] for r in runs],
             train_seconds=statistics.fmean(r["train_seconds"] for r in runs),
-            **{k: statistics.fmean(r[k] for r in runs) for k in GATE_RATES if k in runs[0]},
+            **{
+                k: statistics.fmean(r[k] for r in runs)
+                for k in (*GATE_RATES, *STREAM_RATES)
+                if k in runs[0]
+            },
         )
     return methods
 
@@ -214,12 +306,13 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
-    task = CONFIGS[args.config]
-    overrides = dict(QUICK) if args.quick else {}
+    task = ALL_CONFIGS[args.config]
+    quick = QUICK_STREAM if isinstance(task, StreamConfig) else QUICK
+    overrides = dict(quick) if args.quick else {}
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
     if overrides:
-        task = SyntheticConfig(**{**task.__dict__, **overrides})
+        task = dataclasses.replace(task, **overrides)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -244,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
             date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             wall_seconds=time.perf_counter() - start,
             task=dict(task.__dict__),
-            oracle_writes_per_seq=task.n_events,
+            oracle_writes_per_seq=oracle_writes_per_seq(task),
             methods=methods_out,
             checks=checks(methods_out),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aura_mem_dev.bench.synthetic import SyntheticRun
+from aura_mem_dev.bench.synthetic import MethodSummary, SyntheticRun
 from aura_mem_dev.report import NOTES
 
 ORDER = [
@@ -20,6 +20,71 @@ STATE = {
     "periodic": "4,224 B",
     "oracle": "4,224 B",
 }
+
+
+STREAM_HEAD = " accuracy, re-assigned keys | accuracy, lured keys |"
+STREAM_GAP_PTS = 20.0  # issue 12: AURA >= 20 points above the best dense always-write O(1)
+STREAM_WRITE_REDUCTION = 10.0  # ... at >= 10x fewer writes
+
+
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _task_line(task: dict) -> str:
+    if "eval_len" in task:  # the stream config
+        return (
+            f"Task (`stream`): trained on {task['train_len']}-step windows, tested on "
+            f"{task['eval_sequences']} runs of {task['eval_len']:,} steps each; {task['n_keys']} "
+            f"keys, each step an assignment (a NEW value for a key: the newest must win) with "
+            f"probability {task['assign_rate']}, a lure (looks like an assignment, assigns "
+            f"nothing) {task['lure_rate']}, a query {task['query_rate']} (>= "
+            f"{task['min_delay']} steps after its key's assignment), a distractor "
+            f"{task['distractor_rate']}; {task['iterations']} training batches of "
+            f"{task['batch_size']}. Accuracy is also given on queries of keys assigned more "
+            "than once and of keys lured since their latest assignment."
+        )
+    return (
+        f"Task: {task['seq_len']} steps, {task['n_events']} events, delay "
+        f"{task['delay'][0]}-{task['delay'][1]}, distractor rate {task['distractor_rate']}, "
+        f"{task['iterations']} training batches of {task['batch_size']}, "
+        f"{task['eval_sequences']} test sequences."
+    )
+
+
+def _stream_targets(c: dict[str, float], aura: MethodSummary | None) -> list[str]:
+    lines = ["Targets (issue 12, for the layer trained on streams):"]
+    if "accuracy_gap_vs_best_o1_pts" in c:
+        gap = c["accuracy_gap_vs_best_o1_pts"]
+        lines.append(
+            _fmt_check(
+                f"AURA - best dense always-write O(1) (fast-weight, GRU), points (target >= "
+                f"{STREAM_GAP_PTS:g})",
+                gap,
+                gap >= STREAM_GAP_PTS,
+            )
+        )
+    if "write_reduction_vs_always" in c:
+        red = c["write_reduction_vs_always"]
+        lines.append(
+            _fmt_check(
+                f"write reduction vs always-write (target >= {STREAM_WRITE_REDUCTION:g}x)",
+                red,
+                red >= STREAM_WRITE_REDUCTION,
+            )
+        )
+    for base in ("random", "periodic", "reconstruction", "similarity"):
+        key = f"aura_minus_{base}_pts"
+        if key in c:
+            lines.append(f"- AURA - {base} at AURA's budget, points: **{c[key]:.2f}**")
+    if aura is not None and aura.write_rate_events is not None:
+        lines.append(
+            f"- AURA gate write rate on assignments {aura.write_rate_events:.3f}, on lures "
+            f"{_acc(aura.write_rate_lures)}, on distractors {aura.write_rate_distractors:.3f}, "
+            f"on queries {aura.write_rate_queries:.3f}"
+        )
+    lines.append("")
+    return lines
 
 
 def _fmt_check(name: str, value: float, ok: bool) -> str:
@@ -46,6 +111,7 @@ def render_markdown(runs: list[SyntheticRun]) -> str:
     ]
     for run in runs:
         m, task = run.methods, run.task
+        stream = "eval_len" in task
         always = m["always_fast_weight"].writes_per_seq if "always_fast_weight" in m else None
         status = "" if run.complete else " (PARTIAL: the run was cut short)"
         lines += [
@@ -54,25 +120,27 @@ def render_markdown(runs: list[SyntheticRun]) -> str:
             f"Command: `{run.command}` · date: {run.date} · wall time "
             f"{run.wall_seconds / 60:.1f} min · seeds {run.seeds}",
             "",
-            f"Task: {task['seq_len']} steps, {task['n_events']} events, delay "
-            f"{task['delay'][0]}-{task['delay'][1]}, distractor rate {task['distractor_rate']}, "
-            f"{task['iterations']} training batches of {task['batch_size']}, "
-            f"{task['eval_sequences']} test sequences.",
+            _task_line(task),
             "",
             "| method | state | accuracy (mean ± std) | writes/seq | steps/seq "
-            "| fewer writes than always-write |",
-            "|---|---|---|---|---|---|",
+            "| fewer writes than always-write |" + (STREAM_HEAD if stream else ""),
+            "|---|---|---|---|---|---|" + ("---|---|" if stream else ""),
         ]
         for name in [n for n in ORDER if n in m]:
             e = m[name]
             red = f"{always / e.writes_per_seq:.2f}x" if always and e.writes_per_seq else "-"
+            extra = f" {_acc(e.accuracy_reassigned)} | {_acc(e.accuracy_after_lure)} |"
             lines.append(
                 f"| {name} | {STATE.get(name, '')} "
                 f"| {e.accuracy_mean:.3f} ± {e.accuracy_std:.3f} "
                 f"| {e.writes_per_seq:.2f} | {e.steps_per_seq:.0f} | {red} |"
+                + (extra if stream else "")
             )
         c = run.checks
         aura = m.get("aura")
+        if stream:
+            lines += ["", *_stream_targets(c, aura)]
+            continue
         lines += ["", "Targets (issue 3):"]
         if "accuracy_gap_vs_best_o1_pts" in c:
             gap = c["accuracy_gap_vs_best_o1_pts"]
