@@ -136,3 +136,28 @@ def _classes() -> torch.Tensor:
     from aura_mem_dev.bench.synthetic_task import class_embeddings
 
     return class_embeddings(8)
+
+
+def test_stream_evaluation_scores_each_kind_of_query_and_steps_the_kv_cache() -> None:
+    import dataclasses
+
+    from aura_mem_dev.bench.synthetic import _model, evaluate_stream
+    from aura_mem_dev.bench.synthetic_task import STREAM, generate_stream
+    from aura_mem_ros.core.train import evaluate
+
+    task = dataclasses.replace(STREAM, train_len=96)
+    batch = generate_stream(task, 6, torch.Generator().manual_seed(5))
+    kv = _model("kv_cache", task, 0)
+    with torch.no_grad():  # a non-zero head, so the read decides the action
+        for p in kv.head.out.parameters():
+            p.normal_()
+    ev = evaluate_stream(kv, batch, "always", None, 0)
+    # step by step (what 10,000-step runs need) == the whole-sequence attention
+    full = evaluate(kv, batch, gate="always", score_mask=batch.query_mask)
+    assert ev["accuracy"] == pytest.approx(full["accuracy"])
+    assert ev["writes_per_seq"] == 96 and ev["write_rate"] == 1.0
+    oracle = evaluate_stream(_model("oracle", task, 0), batch, "oracle", None, 0)
+    assert oracle["writes_per_seq"] == pytest.approx(float(batch.event_mask.sum(1).float().mean()))
+    aura = evaluate_stream(_model("aura", task, 0), batch, "learned", None, 0)
+    assert {"write_rate_events", "write_rate_lures", "accuracy_reassigned"} <= set(aura)
+    assert 0.0 <= aura["accuracy_after_lure"] <= 1.0

@@ -46,7 +46,7 @@ QUICK = {"iterations": 60, "batch_size": 32, "eval_sequences": 128}
 QUICK_STREAM = {"iterations": 40, "batch_size": 16, "eval_sequences": 4, "eval_len": 2_000}
 GATE_RATES = ("write_rate_events", "write_rate_distractors", "write_rate_queries")
 # stream only: the learned gate on lures, and accuracy by kind of query
-STREAM_RATES = ("write_rate_lures", "accuracy_reassigned", "accuracy_after_lure")
+STREAM_RATES = ("write_rate_lures", "accuracy_reassigned", "accuracy_after_lure", "accuracy_short")
 ALL_CONFIGS: dict[str, SyntheticConfig | StreamConfig] = {**CONFIGS, "stream": STREAM}
 Task = SyntheticConfig | StreamConfig
 
@@ -70,6 +70,9 @@ class MethodSummary:
     write_rate_lures: float | None = None  # the learned gate on lures
     accuracy_reassigned: float | None = None  # queries of keys assigned more than once
     accuracy_after_lure: float | None = None  # queries of keys lured since their assignment
+    # on fresh windows of the TRAINING length: can the method do the task at all, apart from
+    # what the long run does to it
+    accuracy_short: float | None = None
 
 
 @dataclass
@@ -142,6 +145,9 @@ def run_seed(
 ) -> dict[str, dict[str, float]]:
     test = _data(task, task.eval_sequences, torch.Generator().manual_seed(10_000 + seed), True)
     calib = _data(task, 128, torch.Generator().manual_seed(20_000 + seed))
+    short = None  # stream: also test on windows as long as the training ones
+    if isinstance(task, StreamConfig):
+        short = generate_stream(task, 256, torch.Generator().manual_seed(30_000 + seed))
     results: dict[str, dict[str, float]] = {}
     aura_rate = budget * task.oracle_write_rate  # replaced by AURA's measured rate below
     # AURA first: its measured rate is the matched methods' budget.
@@ -172,6 +178,10 @@ def run_seed(
         model.eval()
         if isinstance(test, StreamBatch):
             ev = evaluate_stream(model, test, method.gate, threshold, seed)
+            assert short is not None
+            ev["accuracy_short"] = evaluate_stream(model, short, method.gate, threshold, seed)[
+                "accuracy"
+            ]
         else:
             ev = evaluate(
                 model,
