@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from aura_mem_dev.scale.panel import add_ray_arguments
 from aura_mem_dev.training.seeds import EVAL_SEED_BASE, check_eval_seed
 
 ARMS: tuple[str, ...] = ("memoryless", "always_kv", "always_aura", "aura", "random", "periodic")
@@ -108,6 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset")
     parser.add_argument("--model-dir", default=None, help="default: the shipped models/mini")
     parser.add_argument("--out", type=Path, default=None, help="JSON output file")
+    add_ray_arguments(parser)  # --ray [auto|ADDRESS|local]: shard episodes (scale/panel.py)
 
 
 def run_panel(
@@ -117,6 +119,7 @@ def run_panel(
     max_steps: int = DEFAULT_MAX_STEPS,
     arms: tuple[str, ...] = ARMS,
     model_dir: str | None = None,
+    aura_rate: float | None = None,
 ) -> Panel:
     from aura_mem_dev.agent import Agent, run_agent_episode
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
@@ -139,9 +142,9 @@ def run_panel(
     seeds = [seed_offset + i for i in range(episodes)]
     results: dict[str, ArmResult] = {}
     per_episode: dict[str, list[dict]] = {}
-    # aura runs first: random/periodic are matched to its measured writes/step.
+    # aura runs first: random/periodic are matched to its measured writes/step (or to
+    # ``aura_rate`` when given: a shard of a sharded run gets the rate over all seeds).
     order = sorted(arms, key=lambda a: 0 if a == "aura" else 1)
-    aura_rate: float | None = None
     for arm in order:
         if arm == "memoryless":
             runtime = None
@@ -207,11 +210,16 @@ def run(args: argparse.Namespace) -> int:
     from aura_mem_dev.report.closed_loop import arm_table
 
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
-    t0 = time.time()
-    panel = run_panel(
-        args.env, args.episodes, args.seed_offset, args.max_steps, arms, args.model_dir
-    )
-    panel.seconds = round(time.time() - t0, 2)
+    if args.ray:
+        from aura_mem_dev.scale import panel as sharded
+
+        panel = sharded.run(args, arms)  # the same Panel, episodes sharded over Ray
+    else:
+        t0 = time.time()
+        panel = run_panel(
+            args.env, args.episodes, args.seed_offset, args.max_steps, arms, args.model_dir
+        )
+        panel.seconds = round(time.time() - t0, 2)
     print(
         f"{args.env}: {args.episodes} episodes/arm, seeds {args.seed_offset}.."
         f"{args.seed_offset + args.episodes - 1}, {panel.seconds} s"
