@@ -18,7 +18,8 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 	$(shell find aura_mem_ros launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: setup test test-fast lint demo colcon-check clean train-default \
-	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder
+	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
+	bench-scale
 
 setup: $(STAMP)/package $(STAMP)/dev
 
@@ -110,3 +111,7 @@ bench-faults: setup
 
 bench-recorder: setup
 	nice -n 10 $(PY) scripts/bench_recorder.py
+
+# Local Ray clusters of 1 and 2 CPUs; wants a quiet machine (the 2-worker speed-up).
+bench-scale: setup
+	$(PY) scripts/bench_scale.py

@@ -30,15 +30,27 @@ ENV = "MiniGrid-MemoryS7-v0"
 def cluster() -> Iterator[Any]:
     """One small local cluster for the module: 2 CPUs, no dashboard, a 100 MB object store.
     The code under test finds it already connected and reuses it (``--ray`` = auto)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home from a test
+    env = {
+        "RAY_USAGE_STATS_ENABLED": "0",  # never phone home from a test
+        "RAY_worker_niceness": "0",  # workers not 15 nicer than the test on a shared machine
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # read by the raylet this init starts
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         logging_level="warning",
         object_store_memory=100 * 1024 * 1024,
     )
-    yield ray
-    ray.shutdown()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
