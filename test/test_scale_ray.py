@@ -37,6 +37,7 @@ def cluster() -> Iterator[Any]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # read by the raylet this init starts
     ray.init(
+        address="local",  # always a new cluster, never one that runs on this machine
         num_cpus=2,
         include_dashboard=False,
         logging_level="warning",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -319,11 +320,11 @@ class BagExtractor:
         from aura_mem_ros.backbones import make_backbone
 
         self.backbone = make_backbone(name, **args)
-        self.info_ = BackboneInfo.of(self.backbone, name, args)
+        self._info = BackboneInfo.of(self.backbone, name, args)
         self.steps = 0  # backbone.step calls, for the report (and the tests)
 
     def info(self) -> BackboneInfo:
-        return self.info_
+        return self._info
 
     def _step(self, obs: Observed) -> tuple[np.ndarray, np.ndarray]:
         from aura_mem_ros.backbones.base import Observation
@@ -363,7 +364,7 @@ class BagExtractor:
             settings.episode_gap_s,
             progress=progress,
         )
-        return BagFeatures.from_episodes(bag, episodes, self.info_), time.perf_counter() - t0
+        return BagFeatures.from_episodes(bag, episodes, self._info), time.perf_counter() - t0
 
 
 # A backend gets the bags that missed (index, path) and returns their features; it may call
@@ -471,11 +472,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
             data.stats.runner = pool.runner
     else:
         extractor = BagExtractor(spec.backbone, spec.backbone_args)
-
-        def local(missing, settings_, done, progress_):
-            return extract_local(extractor, missing, settings_, done, progress_)
-
-        data = run(extractor.info, local)
+        data = run(extractor.info, functools.partial(extract_local, extractor))
     if progress:
         print(data.stats.line(), file=sys.stderr)
     return data

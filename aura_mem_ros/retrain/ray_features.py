@@ -42,7 +42,7 @@ class RayExtraction:
             raise ValueError("--ray-workers must be >= 1")
         self.address, self.name, self.args, self.workers = address, name, dict(args), workers
         self.actors: list[Any] = []
-        self.runner = "ray"
+        self.runner = "ray (nothing to extract)"
         self._session: Any = None
 
     def __enter__(self) -> RayExtraction:
