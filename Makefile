@@ -19,7 +19,7 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 
 .PHONY: setup test test-fast lint demo demo-no-reset colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
-	bench-never-reset
+	bench-never-reset bench-scale
 
 setup: $(STAMP)/package $(STAMP)/dev
 
@@ -121,3 +121,7 @@ bench-faults: setup
 
 bench-recorder: setup
 	nice -n 10 $(PY) scripts/bench_recorder.py
+
+# Local Ray clusters of 1 and 2 CPUs; wants a quiet machine (the 2-worker speed-up).
+bench-scale: setup
+	$(PY) scripts/bench_scale.py

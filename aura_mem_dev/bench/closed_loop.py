@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from aura_mem_dev.scale.panel import add_ray_arguments
 from aura_mem_dev.training.seeds import EVAL_SEED_BASE, check_eval_seed
 
 ARMS: tuple[str, ...] = ("memoryless", "always_kv", "always_aura", "aura", "random", "periodic")
@@ -183,6 +184,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-episodes", action="store_true", help="leave the per-episode records out of --out"
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON output file")
+    add_ray_arguments(parser)  # --ray [auto|ADDRESS|local]: shard episodes (scale/panel.py)
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ def run_panel(
     reset: bool = True,
     aura_checkpoint: str | None = None,
     kv_checkpoint: str | None = None,
+    aura_rate: float | None = None,
 ) -> Panel:
     """Every arm on the same seeds (and the same env sequence) of ``env_id``."""
     from aura_mem_ros.backbones.mini import MiniBackbone
@@ -255,9 +258,9 @@ def run_panel(
     )
     results: dict[str, ArmResult] = {}
     per_episode: dict[str, list[dict]] = {}
-    # aura runs first: random/periodic are matched to its measured writes/step (same mode).
+    # aura runs first: random/periodic are matched to its measured writes/step in the same
+    # mode (or to ``aura_rate`` when given: a shard of a sharded run gets the rate over all seeds).
     order = sorted(arms, key=lambda a: 0 if a == "aura" else 1)
-    aura_rate: float | None = None
     for arm in order:
         if arm in ("random", "periodic") and aura_rate is None:
             aura_rate = stream.run("aura", None).arm.writes_per_step
@@ -416,19 +419,24 @@ def run(args: argparse.Namespace) -> int:
     from aura_mem_dev.report.closed_loop import arm_table
 
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
-    t0 = time.time()
-    panel = run_panel(
-        args.env,
-        args.episodes,
-        args.seed_offset,
-        args.max_steps,
-        arms,
-        args.model_dir,
-        reset=args.reset,
-        aura_checkpoint=args.aura_checkpoint,
-        kv_checkpoint=args.kv_checkpoint,
-    )
-    panel.seconds = round(time.time() - t0, 2)
+    if args.ray:
+        from aura_mem_dev.scale import panel as sharded
+
+        panel = sharded.run(args, arms)  # the same Panel, episodes sharded over Ray
+    else:
+        t0 = time.time()
+        panel = run_panel(
+            args.env,
+            args.episodes,
+            args.seed_offset,
+            args.max_steps,
+            arms,
+            args.model_dir,
+            reset=args.reset,
+            aura_checkpoint=args.aura_checkpoint,
+            kv_checkpoint=args.kv_checkpoint,
+        )
+        panel.seconds = round(time.time() - t0, 2)
     mode = "memory reset every episode" if args.reset else "memory NEVER reset"
     print(
         f"{args.env}: {args.episodes} episodes/arm, seeds {args.seed_offset}.."
