@@ -78,15 +78,23 @@ def main(args: list[str] | None = None) -> int:
     node: Any = None
     executor: Any = None
     in_transition = False
+    argv = sys.argv if args is None else args
     try:
+        from aura_mem_ros.ros.node_help import exit_if_help
+        from aura_mem_ros.ros.parameters import SPECS
+
+        exit_if_help(
+            argv,
+            "aura_mem_node",
+            "The aura_mem lifecycle node: camera + instruction in, memory-corrected actions out "
+            "(see the README, 'The aura_mem node').",
+            ((s.name, s.default, s.description) for s in SPECS),
+        )
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
-        rclpy.init(
-            args=sys.argv if args is None else args,
-            signal_handler_options=SignalHandlerOptions.NO,
-        )
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         from aura_mem_ros.ros.aura_node import AuraMemNode  # after init: imports message types
 
         node = AuraMemNode()

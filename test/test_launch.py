@@ -20,9 +20,9 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from test_bags_support import wait_matched
 
+from aura_mem_dev.faults.launch_file import Launched, launch_description
 from aura_mem_ros.bags.record import DEFAULT_TOPICS, Recorder
 from aura_mem_ros.bags.writer import SplitBagWriter
-from aura_mem_ros.faults.launch_file import Launched, launch_description
 from aura_mem_ros.ros import qos, topics
 from aura_mem_ros.ros.aura_node import AuraMemNode
 from aura_mem_ros.ros.image_conversion import rgb_to_image
@@ -104,7 +104,7 @@ def _serve_and_record(
     params["backbone_args"] = '{"d_model": 16, "proprio_dim": 1}'
     node = _start_like_launch(context, launched, **params)
     client = Node("launch_bag_client", context=context)
-    image_pub = client.create_publisher(Image, launched.topic_of("image"), qos.camera_qos())
+    image_pub = client.create_publisher(Image, launched.topic_of("image"), qos.sensor_qos())
     joint_pub = client.create_publisher(JointState, launched.topic_of("proprio"), qos.proprio_qos())
     for n in (node, client, recorder.node):
         executor.add_node(n)

@@ -97,7 +97,7 @@ def test_status_names_and_hardware_id_follow_the_namespace(ros_context, executor
     actions: list[AuraAction] = []
     client.create_subscription(DiagnosticArray, "/diagnostics", arrays.append, 10)
     client.create_subscription(
-        AuraAction, "/robot1/aura_mem/action", actions.append, qos.action_qos()
+        AuraAction, "/robot1/aura_mem/action", actions.append, qos.reliable_qos()
     )
     for n in (node, client):
         executor.add_node(n)
