@@ -108,7 +108,13 @@ def _stream(rig: Rig, seconds: float, keep: Callable[[int], bool], pub=None, rat
             msg = rig.image(i)
             ns = t0 + int(i * 1e9 / rate)
             msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
+            # Spin until the node has taken it: on a loaded machine this loop can fall behind
+            # and publish a burst into the depth-1 queue, a loss this test did not inject.
+            seen = rig.node._frames.received_total
             pub.publish(msg)
+            deadline = time.monotonic() + 1.0
+            while rig.node._frames.received_total == seen and time.monotonic() < deadline:
+                rig.executor.spin_once(timeout_sec=0.002)
 
 
 def test_frames_lost_in_transport_are_counted_and_warned(make_rig) -> None:
