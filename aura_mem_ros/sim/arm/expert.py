@@ -3,10 +3,12 @@
 It reads what no policy has (block pose, finger contacts, which pad was cued) and returns
 the 7-D action a teleoperator would give, from ANY state (so it can relabel the states a
 learner visits, DAgger-style). It never rotates the hand (rotation deltas 0) and keeps the
-block axis-aligned; it moves at most ``POS_STEP`` per axis per control step.
+block axis-aligned; it moves at most ``POS_STEP`` per axis per control step, slowing down
+proportionally within ``SLOW_RADIUS`` of each waypoint.
 
     not holding            open, go up to the travel height, over the block, down, close
-    holding                lift, carry to the cued pad at the travel height, lower, open
+    holding                lift, carry to the staging point (above the middle pad), then
+                           sideways and down to the cued pad, lower, open
     block on a pad, open   go up and wait (the episode ends when the fingers are clear)
 """
 
@@ -15,18 +17,28 @@ from __future__ import annotations
 import numpy as np
 
 from aura_mem_ros.sim.arm import scene
-from aura_mem_ros.sim.arm.env import HAND_LOW, POS_STEP, ArmEnv
+from aura_mem_ros.sim.arm.env import HAND_LOW, ArmEnv
 
 TRAVEL_Z = 0.16  # hand height for moving sideways (fingertips 9 cm above the table)
 GRASP_Z = float(HAND_LOW[2]) + 0.002  # fingertips ~6 mm above the table
 PLACE_Z = GRASP_Z + 0.004  # release with the block ~4 mm above the pad
+APPROACH_Z = 0.11  # routes from the staging point descend to this height while going sideways
+# Every carry goes through one staging point (above the middle pad at the travel height);
+# only there do the routes to the pads part. From the staging point each route starts down
+# and sideways (the middle one straight down), so a policy that cannot tell the pads apart
+# (the per-dimension median of the three routes: straight down) still puts the block on a
+# pad instead of hovering: it completes the task and picks the middle pad.
+STAGING_X = 0.0
 XY_TOL = 0.006
+SLOW_RADIUS = 0.015  # metres
 Z_TOL = 0.003
 CLOSE, OPEN = 1.0, -1.0
 
 
 def _move(hand: np.ndarray, target: np.ndarray, gripper: float) -> np.ndarray:
-    delta = np.clip((target - hand) / POS_STEP, -1.0, 1.0)
+    # Full speed until SLOW_RADIUS from the target, then proportional: smooth labels are
+    # easier to regress than bang-bang ones, and the last millimetres are not overshot.
+    delta = np.clip((target - hand) / SLOW_RADIUS, -1.0, 1.0)
     return np.array([*delta, 0.0, 0.0, 0.0, gripper], dtype=np.float32)
 
 
@@ -40,13 +52,17 @@ def expert_action(env: ArmEnv, target_pad: int | None = None) -> np.ndarray:
         # Placed: open and rise straight up (never drag the block off the pad).
         return _move(hand, np.array([hand[0], hand[1], TRAVEL_Z]), OPEN)
     if env.block_held():
-        if np.linalg.norm(pad_xy - hand[:2]) > XY_TOL:
-            if hand[2] < TRAVEL_Z - 0.03:  # lift straight up before carrying
-                return _move(hand, np.array([hand[0], hand[1], TRAVEL_Z]), CLOSE)
-            return _move(hand, np.array([pad_xy[0], pad_xy[1], TRAVEL_Z]), CLOSE)
-        if hand[2] > PLACE_Z + Z_TOL:
-            return _move(hand, np.array([pad_xy[0], pad_xy[1], PLACE_Z]), CLOSE)
-        return _move(hand, np.array([pad_xy[0], pad_xy[1], PLACE_Z]), OPEN)
+        if np.linalg.norm(pad_xy - hand[:2]) <= XY_TOL:  # over the pad: lower, then let go
+            if hand[2] > PLACE_Z + Z_TOL:
+                return _move(hand, np.array([pad_xy[0], pad_xy[1], PLACE_Z]), CLOSE)
+            return _move(hand, np.array([pad_xy[0], pad_xy[1], PLACE_Z]), OPEN)
+        if hand[1] >= scene.PAD_Y - XY_TOL:
+            # At the pad row (past the staging point): sideways and down to the approach
+            # height together, so every route leaves the staging point downwards.
+            return _move(hand, np.array([pad_xy[0], pad_xy[1], APPROACH_Z]), CLOSE)
+        if hand[2] < TRAVEL_Z - 0.03:  # lift straight up before carrying
+            return _move(hand, np.array([hand[0], hand[1], TRAVEL_Z]), CLOSE)
+        return _move(hand, np.array([STAGING_X, scene.PAD_Y, TRAVEL_Z]), CLOSE)
     # Not holding: grasp the block where it lies.
     xy_err = float(np.linalg.norm(block[:2] - hand[:2]))
     tips_z = hand[2] - scene.FINGER_LENGTH
@@ -55,7 +71,9 @@ def expert_action(env: ArmEnv, target_pad: int | None = None) -> np.ndarray:
         if xy_err > 0.03 and tips_z < block_top + 0.01:
             # Too low to pass over the block: rise first (opening), then go over it.
             return _move(hand, np.array([hand[0], hand[1], TRAVEL_Z]), OPEN)
-        z = TRAVEL_Z if xy_err > 0.03 else hand[2]
+        # Far: travel height. Close: keep aligning while descending no lower than a height
+        # that grows with the misalignment (a smooth funnel, not a stop-and-go).
+        z = TRAVEL_Z if xy_err > 0.03 else GRASP_Z + 3.0 * xy_err
         return _move(hand, np.array([block[0], block[1], z]), OPEN)
     if env.gripper_closed:
         if env.finger_opening() < 0.003:
