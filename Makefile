@@ -18,7 +18,8 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 	$(shell find aura_mem_ros launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: setup test test-fast lint demo colcon-check clean train-default \
-	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder
+	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
+	train-arm bench-arm demo-arm
 
 setup: $(STAMP)/package
 
@@ -52,7 +53,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check aura_mem_ros test tools scripts
+	$(VENV)/bin/ruff format --check aura_mem_ros aura_mem_dev test tools scripts
 
 demo: setup
 	$(PY) -m aura_mem_ros.demo
@@ -94,3 +95,14 @@ bench-faults: setup
 
 bench-recorder: setup
 	nice -n 10 $(PY) scripts/bench_recorder.py
+
+# The MuJoCo arm task (issue 15): weights in aura_mem_ros/models/arm_mini, report in
+# docs/results/arm.{md,json}; the demo runs arm_sim and aura_mem as two processes.
+train-arm: setup
+	nice -n 10 $(PY) -m aura_mem_dev.arm.train
+
+bench-arm: setup
+	nice -n 10 $(PY) -m aura_mem_dev.arm.bench
+
+demo-arm: setup
+	$(PY) -m aura_mem_ros.demo --env arm
