@@ -1,0 +1,1 @@
+"""Development code beside the product: benchmarks and training recipes (never installed)."""

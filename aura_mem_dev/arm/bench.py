@@ -1,0 +1,331 @@
+"""``make bench-arm``: the arm task's closed-loop panel, a never-reset run, sim/render rates.
+
+    python -m aura_mem_dev.arm.bench [--episodes 60] [--never-reset 100] [--model-dir DIR]
+
+Every arm drives the same frozen ``arm_mini`` through the in-process chunk loop (the calls
+the ROS node makes, without DDS) on held-out seeds (>= 1,000,000; training used less):
+
+    memoryless   the frozen backbone alone
+    always_kv    core.baselines.KVCacheMemory, appends every chunk request (256 B each)
+    always_aura  the trained AURA layer with its gate forced on
+    aura         the trained AURA layer, learned gate
+    random       the AURA layer, Bernoulli writes at aura's measured rate
+    periodic     the AURA layer, every round(1/rate) chunk requests at aura's rate
+
+One memory step = one chunk request (every ``execute_steps`` = 8 control steps). Success =
+the block ends on the cued pad; completed = on any pad. Wilson 95% intervals. The
+never-reset run plays back-to-back episodes with the aura arm and never clears its memory.
+Output: docs/results/arm.json (the MiniGrid closed-loop panel's shape plus arm fields) and
+docs/results/arm.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aura_mem_ros.bench.closed_loop import wilson_interval
+from aura_mem_ros.training.seeds import EVAL_SEED_BASE, check_eval_seed
+
+ARMS: tuple[str, ...] = ("memoryless", "always_kv", "always_aura", "aura", "random", "periodic")
+NEVER_RESET_SEED_OFFSET = 1_100_000  # disjoint from the panel's seeds
+
+
+def arm_result(eps: list, n: int) -> dict:
+    succ = sum(e.success for e in eps)
+    done = sum(e.completed for e in eps)
+    chunks = sum(e.chunks for e in eps)
+    steps = sum(e.steps for e in eps)
+    writes = sum(e.writes for e in eps)
+    return {
+        "success": succ / n,
+        "ci95": list(wilson_interval(succ, n)),
+        "successes": succ,
+        "completed": done / n,
+        "completed_ci95": list(wilson_interval(done, n)),
+        "writes_per_episode": writes / n,
+        "steps_per_episode": steps / n,
+        "chunks_per_episode": chunks / n,
+        "writes_per_step": writes / max(1, chunks),  # per memory step (chunk request)
+        "cue_write_fraction": float(
+            np.mean([any(c in e.cue_chunks for c in e.write_chunks) for e in eps])
+        ),
+    }
+
+
+def per_episode(eps: list) -> list[dict]:
+    return [
+        {
+            "seed": e.seed,
+            "success": e.success,
+            "completed": e.completed,
+            "cue_pad": e.cue_pad,
+            "placed_pad": e.placed_pad,
+            "steps": e.steps,
+            "chunks": e.chunks,
+            "writes": e.writes,
+            "write_chunks": e.write_chunks,
+            "cue_chunks": e.cue_chunks,
+            "flicker_chunks": e.flicker_chunks,
+        }
+        for e in eps
+    ]
+
+
+def make_runtime(arm: str, root: Path, layer, rate: float | None, seed: int):
+    from aura_mem_dev.arm.memory import KVCacheRuntime, load_kv
+    from aura_mem_ros.core.runtime import AuraRuntime
+
+    if arm == "memoryless":
+        return None
+    if arm == "always_kv":
+        return KVCacheRuntime(load_kv(root / "kv"))
+    if arm in ("random", "periodic"):
+        return AuraRuntime(layer, gate=arm, threshold=max(rate or 0.0, 1e-6), seed=seed)
+    return AuraRuntime(layer, gate="always" if arm == "always_aura" else "learned")
+
+
+def run_panel(
+    episodes: int,
+    seed_offset: int,
+    arms: tuple[str, ...],
+    model_dir: Path,
+    execute_steps: int = 8,
+    image_size: int = 64,
+) -> dict:
+    from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
+    from aura_mem_ros.core.checkpoint import load_aura
+    from aura_mem_ros.sim.arm.env import ArmEnv, ArmTaskConfig
+    from aura_mem_ros.sim.arm.loop import ChunkAgent, run_episode
+
+    check_eval_seed(seed_offset)
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; known: {list(ARMS)}")
+    backbone = ArmMiniBackbone(model_dir)
+    layer = load_aura(model_dir / "aura")
+    task = ArmTaskConfig(image_size=image_size)
+    env = ArmEnv(task)
+    seeds = [seed_offset + i for i in range(episodes)]
+    results: dict[str, dict] = {}
+    episodes_by_arm: dict[str, list[dict]] = {}
+    rate: float | None = None
+    # aura runs first: random/periodic are matched to its measured writes per chunk request.
+    for arm in sorted(arms, key=lambda a: 0 if a == "aura" else 1):
+        if arm in ("random", "periodic") and rate is None:
+            probe = make_runtime("aura", model_dir, layer, None, 0)
+            eps = [run_episode(env, ChunkAgent(backbone, probe), s, execute_steps) for s in seeds]
+            rate = sum(e.writes for e in eps) / max(1, sum(e.chunks for e in eps))
+        eps = []
+        t0 = time.time()
+        runtime = make_runtime(arm, model_dir, layer, rate, 0)
+        agent = ChunkAgent(backbone, runtime)
+        for seed in seeds:
+            if hasattr(runtime, "seed"):
+                runtime.seed = seed  # a fresh random write pattern per episode, reproducibly
+            eps.append(run_episode(env, agent, seed, execute_steps))
+        results[arm] = arm_result(eps, episodes) | {"seconds": round(time.time() - t0, 1)}
+        episodes_by_arm[arm] = per_episode(eps)
+        print(f"{arm:12s} {json.dumps({k: v for k, v in results[arm].items()})}", flush=True)
+        if arm == "aura":
+            rate = results[arm]["writes_per_step"]
+    env.close()
+    return {
+        "env": "AuraArmPads-v0",
+        "episodes": episodes,
+        "seed_offset": seed_offset,
+        "max_steps": task.max_steps,
+        "execute_steps": execute_steps,
+        "image_size": image_size,
+        "budget_writes_per_step": rate,
+        "arms": {a: results[a] for a in arms},
+        "per_episode": episodes_by_arm,
+    }
+
+
+def run_never_reset(episodes: int, seed_offset: int, model_dir: Path) -> dict:
+    """Back-to-back episodes, one AURA memory that is never cleared (a robot's day)."""
+    from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
+    from aura_mem_ros.core.checkpoint import load_aura
+    from aura_mem_ros.core.runtime import AuraRuntime
+    from aura_mem_ros.sim.arm.env import ArmEnv, ArmTaskConfig
+    from aura_mem_ros.sim.arm.loop import ChunkAgent, run_episode
+
+    check_eval_seed(seed_offset)
+    runtime = AuraRuntime(load_aura(model_dir / "aura"), gate="learned")
+    agent = ChunkAgent(ArmMiniBackbone(model_dir), runtime)
+    env = ArmEnv(ArmTaskConfig())
+    agent.reset()  # once, before the first episode only
+    eps = [run_episode(env, agent, seed_offset + i, reset_agent=False) for i in range(episodes)]
+    env.close()
+    out = arm_result(eps, episodes)
+    out["state_bytes"] = runtime.state_nbytes
+    out["memory_steps"] = runtime.steps
+    return {
+        "episodes": episodes,
+        "seed_offset": seed_offset,
+        "result": out,
+        "per_episode": per_episode(eps),
+    }
+
+
+def measure_rates(sizes: tuple[int, ...] = (32, 64, 96, 128), seeds: int = 3) -> dict:
+    """Physics (control steps/s, no camera), camera frames/s per size, backbone ms/chunk."""
+    from aura_mem_ros.sim.arm.env import ArmEnv, ArmTaskConfig
+    from aura_mem_ros.sim.arm.expert import expert_action
+
+    env = ArmEnv(ArmTaskConfig(image_size=64))
+    steps, t0 = 0, time.perf_counter()
+    sim_seconds = 0.0
+    for s in range(seeds):
+        env.reset(EVAL_SEED_BASE + s)
+        while not env.state.done:
+            action = expert_action(env)
+            t1 = time.perf_counter()
+            env.step(action)
+            sim_seconds += time.perf_counter() - t1
+            steps += 1
+    expert_seconds = time.perf_counter() - t0 - sim_seconds
+    physics = env.physics_steps
+    env.close()
+    render = {}
+    for size in sizes:
+        e = ArmEnv(ArmTaskConfig(image_size=size))
+        e.reset(EVAL_SEED_BASE)
+        e.render()  # context creation is not part of the per-frame cost
+        n, t0 = 50, time.perf_counter()
+        for _ in range(n):
+            e.step(np.zeros(7, dtype=np.float32))
+            e.render()
+        render[str(size)] = round(n / (time.perf_counter() - t0), 1)
+        e.close()
+    return {
+        "control_steps_per_s": round(steps / sim_seconds, 1),
+        "physics_steps_per_s": round(physics / sim_seconds, 1),
+        "expert_ms_per_action": round(1e3 * expert_seconds / max(1, steps), 3),
+        "render_frames_per_s": render,
+    }
+
+
+def backbone_ms(model_dir: Path, n: int = 200) -> float:
+    from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
+    from aura_mem_ros.backbones.base import Observation
+    from aura_mem_ros.sim.arm.env import INSTRUCTION
+
+    bb = ArmMiniBackbone(model_dir)
+    obs = Observation(
+        (np.zeros((64, 64, 3), np.uint8),), INSTRUCTION, np.zeros(8, dtype=np.float32)
+    )
+    bb.step(obs)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        bb.step(obs)
+    return round(1e3 * (time.perf_counter() - t0) / n, 3)
+
+
+def format_md(panel: dict, never: dict | None, rates: dict, train: dict | None) -> str:
+    n = panel["episodes"]
+    lines = [
+        "# Arm task (MuJoCo): closed-loop panel",
+        "",
+        "Generated by `make bench-arm` (`python -m aura_mem_dev.arm.bench`); do not edit.",
+        "",
+        f"Task `{panel['env']}`: a cue pad lights green for the first 16 control steps, then "
+        "a pick-and-place of 180-300 control steps (50 Hz) must end on that pad; two red "
+        "distractor flickers later. Third-person camera "
+        f"{panel['image_size']}x{panel['image_size']}, 8-D proprio, 7-D end-effector deltas "
+        f"served as 8 x 7 chunks, {panel['execute_steps']} actions executed open loop per "
+        "chunk. One memory step = one chunk request. "
+        f"{n} episodes per arm, seeds {panel['seed_offset']}..{panel['seed_offset'] + n - 1} "
+        "(held out); Wilson 95% intervals. Chance of hitting the cued pad: 1/3.",
+        "",
+        "| arm | success (cued pad) | 95% CI | completed (any pad) | writes / episode | "
+        "memory steps / episode | writes / memory step | episodes writing at a cue frame |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, r in panel["arms"].items():
+        lo, hi = r["ci95"]
+        lines.append(
+            f"| {arm} | {r['success']:.3f} ({r['successes']}/{n}) | [{lo:.3f}, {hi:.3f}] | "
+            f"{r['completed']:.3f} | {r['writes_per_episode']:.2f} | "
+            f"{r['chunks_per_episode']:.1f} | {r['writes_per_step']:.3f} | "
+            f"{r['cue_write_fraction']:.2f} |"
+        )
+    arms = panel["arms"]
+    if {"aura", "always_aura"} <= set(arms) and arms["aura"]["writes_per_episode"] > 0:
+        ratio = arms["always_aura"]["writes_per_episode"] / arms["aura"]["writes_per_episode"]
+        lines += ["", f"aura writes {ratio:.1f}x less than always_aura."]
+    if never is not None:
+        r = never["result"]
+        lo, hi = r["ci95"]
+        lines += [
+            "",
+            f"## Never reset: {never['episodes']} back-to-back episodes, one memory",
+            "",
+            f"aura arm, memory cleared once before the first episode and never again (seeds "
+            f"{never['seed_offset']}..): success {r['success']:.3f} ({r['successes']}/"
+            f"{never['episodes']}), 95% CI [{lo:.3f}, {hi:.3f}]; completed {r['completed']:.3f}; "
+            f"{r['writes_per_episode']:.2f} writes per episode over {r['memory_steps']} memory "
+            f"steps; state {r['state_bytes']} bytes throughout.",
+        ]
+    lines += [
+        "",
+        "## Simulation and rendering cost (this machine, shared, 1 thread)",
+        "",
+        f"- physics: {rates['control_steps_per_s']} control steps/s "
+        f"({rates['physics_steps_per_s']} MuJoCo steps/s of 2 ms, contacts included), "
+        f"scripted expert {rates['expert_ms_per_action']} ms per action",
+        "- camera (EGL, software GL, one frame per chunk request): "
+        + ", ".join(f"{k}x{k}: {v} frames/s" for k, v in rates["render_frames_per_s"].items()),
+        f"- arm_mini backbone: {rates['backbone_ms']} ms per chunk request (64x64, 1 thread)",
+    ]
+    if train:
+        lines += ["", f"`make train-arm` took {train.get('total_seconds')} s on this machine."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from aura_mem_ros.backbones.arm_mini import DEFAULT_MODEL_DIR
+
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--seed-offset", type=int, default=EVAL_SEED_BASE)
+    ap.add_argument("--never-reset", type=int, default=100, help="0 = skip")
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--out", type=Path, default=Path("docs/results/arm.json"))
+    ap.add_argument("--md", type=Path, default=Path("docs/results/arm.md"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.time()
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    panel = run_panel(args.episodes, args.seed_offset, arms, args.model_dir)
+    never = None
+    if args.never_reset:
+        never = run_never_reset(args.never_reset, NEVER_RESET_SEED_OFFSET, args.model_dir)
+        print(f"never-reset: {json.dumps(never['result'])}", flush=True)
+    rates = measure_rates()
+    rates["backbone_ms"] = backbone_ms(args.model_dir)
+    report_path = args.model_dir / "train_report.json"
+    train = json.loads(report_path.read_text()) if report_path.is_file() else None
+    panel["never_reset"] = never
+    panel["rates"] = rates
+    panel["train_seconds"] = train.get("total_seconds") if train else None
+    panel["seconds"] = round(time.time() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(panel, indent=2) + "\n")
+    args.md.write_text(format_md(panel, never, rates, train))
+    print(args.md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Memory layers for the arm: AURA (learned gate, write budget) and the always-write KV arm.
+
+``train_arm_memory`` is the ONE place the arm's AURA layer is trained. Today it calls
+``aura_mem_ros.core.train.train_aura`` (straight-through estimator through hard writes, PI
+budget controller, ``gate="learned"``): no oracle write schedule, no privileged signal, only
+expert action labels through the L1 chunk loss. Issue 17's "one trainer" replaces the body
+of this function and nothing else.
+
+The KV arm is ``core.baselines.KVCacheMemory`` (attention over every past step's key and
+value, 256 bytes per step, learned ALiBi recency), chosen over ``training/kv_baseline``
+because it takes 8 x 7 chunks (the latter is discrete-only); it is trained by the same
+trainer with ``gate="always"`` on the same sequences.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aura_mem_dev.arm.sequences import ArmSequences
+from aura_mem_ros.core.aura import AuraLayer
+from aura_mem_ros.core.baselines import KVCacheMemory, KVState
+from aura_mem_ros.core.checkpoint import init_aura
+from aura_mem_ros.core.config import AuraConfig
+from aura_mem_ros.core.runtime import RuntimeStep
+from aura_mem_ros.core.train import TrainConfig, TrainResult, train_aura
+
+KV_WEIGHTS = "kv.safetensors"
+KV_CONFIG = "kv_config.json"
+
+
+@dataclass(frozen=True)
+class MemoryTrainConfig:
+    iterations: int = 800
+    batch_size: int = 32
+    lr: float = 3e-3
+    target_write_rate: float = 0.05  # writes per chunk request
+    seed: int = 1
+
+
+def arm_aura_config(d_model: int, target_write_rate: float | None) -> AuraConfig:
+    return AuraConfig(
+        d_model=d_model,
+        chunk_size=8,
+        action_dim=7,
+        discrete=False,
+        target_write_rate=target_write_rate,
+    )
+
+
+def train_arm_memory(
+    layer: AuraLayer, seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str = "AURA"
+) -> TrainResult:
+    """Train ``layer`` on ``seqs`` (expert chunk labels only) under the write budget."""
+    return train_aura(
+        layer,
+        seqs.sampler(cfg.batch_size, cfg.seed),
+        TrainConfig(
+            iterations=cfg.iterations,
+            lr=cfg.lr,
+            target_write_rate=cfg.target_write_rate,
+            seed=cfg.seed,
+            progress=True,
+            desc=desc,
+        ),
+        gate="learned",
+    )
+
+
+def fit_aura(seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str) -> tuple[AuraLayer, dict]:
+    """A fresh layer (residual zero = the base policy) trained on all of ``seqs``."""
+    d_model = seqs.features[0].shape[-1]
+    layer = init_aura(arm_aura_config(d_model, cfg.target_write_rate), seed=cfg.seed)
+    result = train_arm_memory(layer, seqs, cfg, desc)
+    tail = result.history[-max(1, cfg.iterations // 10) :]
+    stats = {
+        "final_l1": float(np.mean([h["loss"] for h in tail])),
+        "final_write_rate": float(np.mean([h["write_rate"] for h in tail])),
+        "lagrange_multiplier": result.lagrange_multiplier,
+    }
+    return layer.eval(), stats
+
+
+# ---------------------------------------------------------------------- KV arm
+def fit_kv(seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str) -> tuple[KVCacheMemory, dict]:
+    d_model = seqs.features[0].shape[-1]
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(cfg.seed)
+        model = KVCacheMemory(arm_aura_config(d_model, None))
+    finally:
+        torch.random.set_rng_state(generator_state)
+    result = train_aura(
+        model,
+        seqs.sampler(cfg.batch_size, cfg.seed),
+        TrainConfig(iterations=cfg.iterations, lr=cfg.lr, seed=cfg.seed, progress=True, desc=desc),
+        gate="always",
+    )
+    tail = result.history[-max(1, cfg.iterations // 10) :]
+    return model.eval(), {"final_l1": float(np.mean([h["loss"] for h in tail]))}
+
+
+class KVCacheRuntime:
+    """Batch-1 closed-loop view of KVCacheMemory: appends one key/value per chunk request."""
+
+    gate = "always"
+
+    def __init__(self, model: KVCacheMemory) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.reset()
+
+    def reset(self) -> None:
+        self._state: KVState = self.model.init_state(1)
+        self.steps = 0
+        self.writes = 0
+
+    @property
+    def state_nbytes(self) -> int:
+        return self._state.nbytes
+
+    def select_action(self, features: np.ndarray, base_action: np.ndarray) -> RuntimeStep:
+        with torch.no_grad():
+            x = torch.from_numpy(np.asarray(features, dtype=np.float32))[None]
+            base = torch.from_numpy(np.asarray(base_action, dtype=np.float32))[None]
+            out = self.model.step(x, base, self._state)
+        self._state = out.state
+        self.steps += 1
+        self.writes += 1
+        return RuntimeStep(out.action[0].numpy().astype(np.float32), True, 1.0)
+
+
+def save_kv(model: KVCacheMemory, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(directory / KV_WEIGHTS))
+    (directory / KV_CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+
+
+def load_kv(directory: str | Path) -> KVCacheMemory:
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    model = KVCacheMemory(AuraConfig.from_dict(json.loads((directory / KV_CONFIG).read_text())))
+    model.load_state_dict(load_file(str(directory / KV_WEIGHTS)), strict=True)
+    return model.eval()
