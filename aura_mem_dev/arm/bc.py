@@ -7,10 +7,12 @@ Data (expert action labels only; the simulator's state is never an input or a ta
   executed chunks so the data shows recoveries. The persistent half stands in for a VLA's
   pre-training: the backbone learns that "the lit pad" is the target, so its features say
   which pad is lit whenever one is, including at the cue; it cannot remember it.
-- DAgger rounds on the persistent variant: the learner's own states, relabelled by the
-  expert. Not on the flash variant: there a memoryless learner's states would be relabelled
-  towards a pad it cannot know, and the L1 median of three routes at such states is
-  "hover" (see ``sim/arm/expert.py`` for why the demonstrations' median is "descend").
+- DAgger rounds on both variants: the learner's own states, relabelled by the expert.
+  On the memory task the expert's label points to a pad the learner cannot know; the L1
+  median of the three labels is the middle route (see ``sim/arm/expert.py``: every route
+  leaves the staging point downwards, so the median descends instead of hovering, and off
+  the middle route two of three labels lead back to it). The memoryless policy so learns to
+  complete the task on the middle pad: it hits the cued pad by chance (1/3).
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ from aura_mem_ros.sim.arm.env import INSTRUCTION, ArmObs, ArmTaskConfig
 class BCConfig:
     seed: int = 0
     image_size: int = 64
-    demo_episodes: int = 600  # half flash, half persistent
+    demo_episodes: int = 500  # half flash, half persistent
     noise: float = 0.3  # std of the executed xyz action noise in demonstrations
-    dagger_rounds: int = 1
-    dagger_episodes: int = 200  # persistent variant only
+    dagger_rounds: int = 3
+    dagger_episodes: int = 150  # per round, half each variant
     dagger_beta: float = 0.3  # chance a DAgger chunk is the expert's
-    epochs_first: int = 12
-    epochs_round: int = 5
+    epochs_first: int = 16
+    epochs_round: int = 3
     batch_size: int = 128
     lr: float = 1e-3
     shift_pixels: int = 3  # random-shift augmentation
@@ -188,9 +190,16 @@ def train_backbone(out_dir: Path, cfg: BCConfig | None = None) -> dict:
     for r in range(cfg.dagger_rounds):
         seeds = list(range(next_seed, next_seed + cfg.dagger_episodes))
         next_seed += cfg.dagger_episodes
+        half_round = len(seeds) // 2
         eps = collect(
+            flash,
+            seeds[:half_round],
+            lambda s: learner_driver(net, cfg.dagger_beta, s),
+            progress=f"DAgger {r} (flash)",
+        )
+        eps += collect(
             persistent,
-            seeds,
+            seeds[half_round:],
             lambda s: learner_driver(net, cfg.dagger_beta, s),
             progress=f"DAgger {r} (persistent)",
         )

@@ -199,11 +199,13 @@ def measure_rates(sizes: tuple[int, ...] = (32, 64, 96, 128), seeds: int = 3) ->
         e = ArmEnv(ArmTaskConfig(image_size=size))
         e.reset(EVAL_SEED_BASE)
         e.render()  # context creation is not part of the per-frame cost
-        n, t0 = 50, time.perf_counter()
+        n, spent = 100, 0.0
         for _ in range(n):
-            e.step(np.zeros(7, dtype=np.float32))
+            e.step(np.zeros(7, dtype=np.float32))  # a new scene each frame, not timed
+            t0 = time.perf_counter()
             e.render()
-        render[str(size)] = round(n / (time.perf_counter() - t0), 1)
+            spent += time.perf_counter() - t0
+        render[str(size)] = round(n / spent, 1)
         e.close()
     return {
         "control_steps_per_s": round(steps / sim_seconds, 1),
@@ -227,6 +229,42 @@ def backbone_ms(model_dir: Path, n: int = 200) -> float:
     for _ in range(n):
         bb.step(obs)
     return round(1e3 * (time.perf_counter() - t0) / n, 3)
+
+
+def episode_picture(panel: dict, model_dir: Path, path: Path) -> Path | None:
+    """Re-run one aura episode of the panel (a side pad, success, wrote) and draw it."""
+    from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
+    from aura_mem_ros.core.checkpoint import load_aura
+    from aura_mem_ros.core.runtime import AuraRuntime
+    from aura_mem_ros.demo.arm_plot import plot_arm_episode
+    from aura_mem_ros.sim.arm.env import ArmEnv, ArmTaskConfig
+    from aura_mem_ros.sim.arm.loop import ChunkAgent, run_episode
+
+    eps = panel["per_episode"].get("aura", [])
+    pick = next((e for e in eps if e["success"] and e["writes"] and e["cue_pad"] != 1), None)
+    pick = pick or next((e for e in eps if e["writes"]), None)
+    if pick is None:
+        return None
+    execute = panel["execute_steps"]
+    agent = ChunkAgent(ArmMiniBackbone(model_dir), AuraRuntime(load_aura(model_dir / "aura")))
+    env = ArmEnv(ArmTaskConfig(image_size=panel["image_size"]))
+    ep = run_episode(env, agent, pick["seed"], execute, keep_frames=True)
+    env.close()
+    steps = [
+        {
+            "step": i * execute,
+            "wrote": i in ep.write_chunks,
+            "cue_visible": i in ep.cue_chunks,
+            "flicker_visible": i in ep.flicker_chunks,
+        }
+        for i in range(ep.chunks)
+    ]
+    placed = "no pad" if ep.placed_pad is None else f"pad {ep.placed_pad}"
+    title = (
+        f"aura, seed {ep.seed}: cue pad {ep.cue_pad}, block on {placed} -> "
+        f"{'success' if ep.success else 'failure'}; {ep.writes} writes in {ep.chunks} chunks"
+    )
+    return plot_arm_episode(ep.frames, steps, title, path)
 
 
 def format_md(panel: dict, never: dict | None, rates: dict, train: dict | None) -> str:
@@ -322,7 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     panel["seconds"] = round(time.time() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(panel, indent=2) + "\n")
-    args.md.write_text(format_md(panel, never, rates, train))
+    png = episode_picture(panel, args.model_dir, args.out.with_name("arm_episode.png"))
+    panel["picture"] = None if png is None else png.name
+    args.out.write_text(json.dumps(panel, indent=2) + "\n")
+    md = format_md(panel, never, rates, train)
+    if png is not None:
+        md += f"\n![one aura episode, write chunks framed red]({png.name})\n"
+    args.md.write_text(md)
     print(args.md.read_text())
     return 0
 

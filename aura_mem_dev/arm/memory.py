@@ -1,10 +1,12 @@
 """Memory layers for the arm: AURA (learned gate, write budget) and the always-write KV arm.
 
 ``train_arm_memory`` is the ONE place the arm's AURA layer is trained. Today it calls
-``aura_mem_ros.core.train.train_aura`` (straight-through estimator through hard writes, PI
-budget controller, ``gate="learned"``): no oracle write schedule, no privileged signal, only
-expert action labels through the L1 chunk loss. Issue 17's "one trainer" replaces the body
-of this function and nothing else.
+``aura_mem_ros.core.train.train_aura`` twice: first with every step written (``gate=
+"always"``: keys, values and the residual head learn to keep and read what matters), then
+with ``gate="learned"`` (straight-through estimator through hard writes, PI budget
+controller) from a gate that starts dense and must drop the writes that do not pay.
+No oracle write schedule, no privileged signal: only expert action labels through the L1
+chunk loss. Issue 17's "one trainer" replaces the body of this function and nothing else.
 
 The KV arm is ``core.baselines.KVCacheMemory`` (attention over every past step's key and
 value, 256 bytes per step, learned ALiBi recency), chosen over ``training/kv_baseline``
@@ -35,10 +37,26 @@ KV_CONFIG = "kv_config.json"
 
 @dataclass(frozen=True)
 class MemoryTrainConfig:
-    iterations: int = 800
+    iterations: int = 500  # learned gate under the write budget
     batch_size: int = 32
     lr: float = 3e-3
     target_write_rate: float = 0.05  # writes per chunk request
+    # Dense stage before the learned gate: every step written (gate "always", no budget;
+    # nothing aimed at the cue, no simulator state), so keys, values and the residual head
+    # first learn to keep and read what matters; the learned stage then removes the writes
+    # that do not pay. 0 iterations = the trainer alone (measured: the gate shuts for good).
+    explore_iterations: int = 300
+    explore_gate: str = "always"
+    explore_write_rate: float = 0.15  # only for explore_gate "random"
+    # The gate's initial logit when the learned stage begins: closed, so writes are added
+    # where they pay. Measured here: started open (+2), the price shut every write at once
+    # and the gate re-opened late, on the wrong chunks (5-9, never the cue at 0-1).
+    gate_start_bias: float = -2.0
+    # core.train's default gate learning rate is 10x the rest. Measured here: with Adam, the
+    # write price's uniform gradient then moves every step's gate logit by several units per
+    # batch, all writes stop within ~10 batches of the price starting, and the bounded logit
+    # saturates there for good. The same rate as the rest avoids that cliff.
+    gate_lr_scale: float = 1.0
     seed: int = 1
 
 
@@ -56,12 +74,29 @@ def train_arm_memory(
     layer: AuraLayer, seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str = "AURA"
 ) -> TrainResult:
     """Train ``layer`` on ``seqs`` (expert chunk labels only) under the write budget."""
+    if cfg.explore_iterations:
+        train_aura(
+            layer,
+            seqs.sampler(cfg.batch_size, cfg.seed + 7919),
+            TrainConfig(
+                iterations=cfg.explore_iterations,
+                lr=cfg.lr,
+                target_write_rate=cfg.explore_write_rate,
+                seed=cfg.seed + 7919,
+                progress=True,
+                desc=f"{desc} ({cfg.explore_gate} writes)",
+            ),
+            gate=cfg.explore_gate,
+        )
+        with torch.no_grad():
+            layer.gate_out.bias.fill_(cfg.gate_start_bias)
     return train_aura(
         layer,
         seqs.sampler(cfg.batch_size, cfg.seed),
         TrainConfig(
             iterations=cfg.iterations,
             lr=cfg.lr,
+            gate_lr_scale=cfg.gate_lr_scale,
             target_write_rate=cfg.target_write_rate,
             seed=cfg.seed,
             progress=True,

@@ -33,7 +33,7 @@ class ArmTrainConfig:
     image_size: int = 64
     demo_episodes: int = 300  # flash-variant expert demos (with action noise)
     base_episodes: int = 150  # rollouts of the frozen policy alone
-    rounds: int = 2  # DAgger rounds of the gated policy
+    rounds: int = 1  # DAgger rounds of the gated policy
     episodes_per_round: int = 150
     expert_mix: tuple[float, ...] = (0.3, 0.1)  # chance a rollout chunk is the expert's
     noise: float = 0.3

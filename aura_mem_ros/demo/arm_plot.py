@@ -59,8 +59,9 @@ def plot_arm_episode(frames: list[np.ndarray], steps: list[dict], title: str, pa
             ax.axvspan(x, x + 8, color="tab:orange", alpha=0.2, lw=0)
     writes = [x for x, s in zip(t, steps, strict=True) if s["wrote"]]
     ax.vlines(writes, 0, 1, colors="tab:red", lw=2.5, label=f"memory write ({len(writes)})")
-    probs = [s.get("write_prob", 0.0) for s in steps]
-    ax.step(t, probs, where="post", color="0.4", lw=1, label="gate write probability")
+    if all("write_prob" in s for s in steps):
+        probs = [s["write_prob"] for s in steps]
+        ax.step(t, probs, where="post", color="0.4", lw=1, label="gate write probability")
     ax.set_ylim(-0.05, 1.1)
     ax.set_xlim(0, max(t) + 8 if t else 8)
     ax.set_xlabel("control step (green: cue lit; orange: distractor flicker; one chunk = 8 steps)")

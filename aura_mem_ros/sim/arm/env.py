@@ -56,14 +56,14 @@ ROT_STEP = 0.05  # radians per control step at action 1.0
 HAND_LOW = np.array([-0.32, -0.26, 0.074])
 HAND_HIGH = np.array([0.32, 0.3, 0.26])
 MAX_TILT = 0.35  # rad: the hand may not tilt further from pointing down
-HOME = np.array([0.0, -0.15, 0.18])
+HOME = np.array([0.0, -0.15, 0.2])
 
 
 @dataclass(frozen=True)
 class ArmTaskConfig:
     image_size: int = 64
     control_substeps: int = 10  # 10 x 2 ms = 50 Hz control
-    max_steps: int = 320
+    max_steps: int = 400
     cue_steps: int = 16
     cue_mode: str = "flash"  # flash | persistent
     distractors: int = 2

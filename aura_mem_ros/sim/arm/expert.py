@@ -19,10 +19,12 @@ import numpy as np
 from aura_mem_ros.sim.arm import scene
 from aura_mem_ros.sim.arm.env import HAND_LOW, ArmEnv
 
-TRAVEL_Z = 0.16  # hand height for moving sideways (fingertips 9 cm above the table)
+TRAVEL_Z = 0.17  # hand height for moving sideways (fingertips 10 cm above the table)
 GRASP_Z = float(HAND_LOW[2]) + 0.002  # fingertips ~6 mm above the table
 PLACE_Z = GRASP_Z + 0.004  # release with the block ~4 mm above the pad
 APPROACH_Z = 0.11  # routes from the staging point descend to this height while going sideways
+RELEASE_XY = 0.025  # open when the hand is this close to the pad centre ...
+RELEASE_Z_TOL = 0.008  # ... and this close to the place height
 # Every carry goes through one staging point (above the middle pad at the travel height);
 # only there do the routes to the pads part. From the staging point each route starts down
 # and sideways (the middle one straight down), so a policy that cannot tell the pads apart
@@ -52,17 +54,23 @@ def expert_action(env: ArmEnv, target_pad: int | None = None) -> np.ndarray:
         # Placed: open and rise straight up (never drag the block off the pad).
         return _move(hand, np.array([hand[0], hand[1], TRAVEL_Z]), OPEN)
     if env.block_held():
-        if np.linalg.norm(pad_xy - hand[:2]) <= XY_TOL:  # over the pad: lower, then let go
-            if hand[2] > PLACE_Z + Z_TOL:
-                return _move(hand, np.array([pad_xy[0], pad_xy[1], PLACE_Z]), CLOSE)
-            return _move(hand, np.array([pad_xy[0], pad_xy[1], PLACE_Z]), OPEN)
-        if hand[1] >= scene.PAD_Y - XY_TOL:
-            # At the pad row (past the staging point): sideways and down to the approach
-            # height together, so every route leaves the staging point downwards.
-            return _move(hand, np.array([pad_xy[0], pad_xy[1], APPROACH_Z]), CLOSE)
-        if hand[2] < TRAVEL_Z - 0.03:  # lift straight up before carrying
-            return _move(hand, np.array([hand[0], hand[1], TRAVEL_Z]), CLOSE)
-        return _move(hand, np.array([STAGING_X, scene.PAD_Y, TRAVEL_Z]), CLOSE)
+        pad_err = float(np.linalg.norm(pad_xy - hand[:2]))
+        if pad_err <= RELEASE_XY and hand[2] <= PLACE_Z + RELEASE_Z_TOL:
+            return _move(hand, np.array([pad_xy[0], pad_xy[1], PLACE_Z]), OPEN)  # let go
+        if hand[1] >= scene.PAD_Y - 0.02 or pad_err < 0.03:
+            # At the pad row (past the staging point): towards the pad, down to a height
+            # that shrinks with the distance left (the approach height 3 cm or more beyond
+            # the release radius, the place height inside it). Every route thus leaves the
+            # staging point downwards, and the end is a funnel, not a stop-then-descend
+            # switch. The release tolerances are a pixel or more wide on purpose: a learner
+            # cannot see millimetres, and the pad is 10 cm across.
+            z = PLACE_Z + float(np.clip(pad_err - RELEASE_XY, 0.0, APPROACH_Z - PLACE_Z))
+            return _move(hand, np.array([pad_xy[0], pad_xy[1], z]), CLOSE)
+        # Lift, then carry to the staging point: sideways speed ramps up with the height
+        # (no sideways drag at the table, no stop-and-go switch for a learner to dither on).
+        action = _move(hand, np.array([STAGING_X, scene.PAD_Y, TRAVEL_Z]), CLOSE)
+        action[:2] *= np.clip((hand[2] - GRASP_Z) / (TRAVEL_Z - 0.03 - GRASP_Z), 0.0, 1.0)
+        return action
     # Not holding: grasp the block where it lies.
     xy_err = float(np.linalg.norm(block[:2] - hand[:2]))
     tips_z = hand[2] - scene.FINGER_LENGTH

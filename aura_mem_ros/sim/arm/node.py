@@ -50,7 +50,7 @@ class ArmSimParams:
     episodes: int = 10  # 0 = run until shut down
     seed_offset: int = 1_000_000
     image_size: int = 64
-    max_steps: int = 320
+    max_steps: int = 400
     execute_steps: int = CHUNK_SIZE  # actions of each chunk executed before the next frame
     cue_mode: str = "flash"
     action_topic: str = "aura_mem/action"
