@@ -29,13 +29,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Off-screen rendering without a display: EGL (software GL on CPU machines) unless the user
-# chose otherwise. Must be set before mujoco is imported.
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-import mujoco
-
 from aura_mem_ros.sim.arm import scene
+
+# Off-screen rendering without a display: EGL (software GL on CPU machines: Mesa llvmpipe)
+# unless the user chose otherwise (MUJOCO_GL=osmesa needs libosmesa6). Must be set before
+# mujoco is first imported anywhere in the process.
+os.environ.setdefault("MUJOCO_GL", "egl")
+GL_HELP = (
+    "EGL needs the Debian packages libegl1 libopengl0 libegl-mesa0 libgbm1 libgl1-mesa-dri "
+    "(software GL: llvmpipe); or install libosmesa6 and set MUJOCO_GL=osmesa before Python "
+    "starts"
+)
+
+try:
+    import mujoco
+except (ImportError, AttributeError, OSError) as _exc:  # mujoco loads its GL backend here
+    raise ImportError(
+        f"mujoco could not load its GL backend (MUJOCO_GL={os.environ['MUJOCO_GL']}): {_exc}. "
+        + GL_HELP
+    ) from _exc
 
 INSTRUCTION = "put the blue block on the pad that lights up"
 ACTION_DIM = 7
@@ -271,7 +283,13 @@ class ArmEnv:
     def render(self) -> np.ndarray:
         if self._renderer is None:
             size = self.config.image_size
-            self._renderer = mujoco.Renderer(self.model, size, size)
+            try:
+                self._renderer = mujoco.Renderer(self.model, size, size)
+            except Exception as exc:  # mujoco.FatalError or a GL loader error
+                raise RuntimeError(
+                    f"off-screen rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
+                    f" ({exc}). {GL_HELP}"
+                ) from exc
         for geom, rgba in zip(self._pad_geoms, self.pad_colors(), strict=True):
             self.model.geom_rgba[geom] = rgba
         self._renderer.update_scene(self.data, camera="front")
