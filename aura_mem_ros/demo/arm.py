@@ -145,11 +145,13 @@ def _commands(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     ):
         node_cmd += ["-p", param]
     if args.model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
+        aura = args.model_dir / "aura"
         node_cmd += [
             "-p",
             f"backbone_args:='{json.dumps({'model_dir': str(args.model_dir)})}'",
             "-p",
-            f"aura_checkpoint:={args.model_dir / 'aura'}",
+            # no trained layer beside the weights: an untrained one (residual 0 = backbone)
+            "aura_checkpoint:=" + (str(aura) if (aura / "aura_config.json").is_file() else "''"),
         ]
     sim_cmd = [py, "-m", "aura_mem_ros.sim.arm.node", "--ros-args"]
     for param in (
