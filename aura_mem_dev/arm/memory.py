@@ -57,6 +57,9 @@ class MemoryTrainConfig:
     # batch, all writes stop within ~10 batches of the price starting, and the bounded logit
     # saturates there for good. The same rate as the rest avoids that cliff.
     gate_lr_scale: float = 1.0
+    # Share of training rows that are two episodes back to back without a reset: the gate
+    # must also learn to overwrite the previous task's cue (the never-reset run).
+    pair_fraction: float = 0.3
     seed: int = 1
 
 
@@ -77,7 +80,7 @@ def train_arm_memory(
     if cfg.explore_iterations:
         train_aura(
             layer,
-            seqs.sampler(cfg.batch_size, cfg.seed + 7919),
+            seqs.sampler(cfg.batch_size, cfg.seed + 7919, cfg.pair_fraction),
             TrainConfig(
                 iterations=cfg.explore_iterations,
                 lr=cfg.lr,
@@ -92,7 +95,7 @@ def train_arm_memory(
             layer.gate_out.bias.fill_(cfg.gate_start_bias)
     return train_aura(
         layer,
-        seqs.sampler(cfg.batch_size, cfg.seed),
+        seqs.sampler(cfg.batch_size, cfg.seed, cfg.pair_fraction),
         TrainConfig(
             iterations=cfg.iterations,
             lr=cfg.lr,

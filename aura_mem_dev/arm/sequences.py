@@ -41,30 +41,47 @@ class ArmSequences:
             self.labels.append(torch.from_numpy(rec.labels))
             self.cue_pads.append(rec.cue_pad)
 
-    def batch(self, idx: list[int]) -> SequenceBatch:
-        """Padded to the longest sequence; mask marks real steps."""
-        t_max = max(len(self.labels[i]) for i in idx)
-        b = len(idx)
-        d = self.features[idx[0]].shape[-1]
-        chunk = tuple(self.base[idx[0]].shape[1:])
+    def batch(self, items: list[int] | list[tuple[int, ...]]) -> SequenceBatch:
+        """Padded to the longest row; mask marks real steps.
+
+        An item is one episode index, or a tuple of indices played back to back in one row
+        (the memory is not reset in between: how a never-reset robot meets the next task).
+        """
+        rows = [(i,) if isinstance(i, int) else tuple(i) for i in items]
+
+        def cat(parts: list[torch.Tensor], row: tuple[int, ...]) -> torch.Tensor:
+            return torch.cat([parts[i] for i in row])
+
+        t_max = max(sum(len(self.labels[i]) for i in row) for row in rows)
+        b = len(rows)
+        d = self.features[rows[0][0]].shape[-1]
+        chunk = tuple(self.base[rows[0][0]].shape[1:])
         feats = torch.zeros(b, t_max, d)
         base = torch.zeros(b, t_max, *chunk)
         labels = torch.zeros(b, t_max, *chunk)
         mask = torch.zeros(b, t_max)
-        for j, i in enumerate(idx):
-            t = len(self.labels[i])
-            feats[j, :t] = self.features[i]
-            base[j, :t] = self.base[i]
-            labels[j, :t] = self.labels[i]
+        for j, row in enumerate(rows):
+            t = sum(len(self.labels[i]) for i in row)
+            feats[j, :t] = cat(self.features, row)
+            base[j, :t] = cat(self.base, row)
+            labels[j, :t] = cat(self.labels, row)
             mask[j, :t] = 1.0
         return SequenceBatch(feats, base, labels, mask)
 
-    def sampler(self, batch_size: int, seed: int):
-        """A batch source for ``core.train.train_aura``: random sequences, fixed seed."""
+    def sampler(self, batch_size: int, seed: int, pair_fraction: float = 0.0):
+        """A batch source for ``core.train.train_aura``: random sequences, fixed seed.
+
+        ``pair_fraction`` of the rows are two random episodes back to back, so the layer
+        also learns to replace a cue it holds from the previous task.
+        """
         gen = torch.Generator().manual_seed(seed)
 
         def draw(_: int) -> SequenceBatch:
-            return self.batch(torch.randint(len(self), (batch_size,), generator=gen).tolist())
+            first = torch.randint(len(self), (batch_size,), generator=gen).tolist()
+            second = torch.randint(len(self), (batch_size,), generator=gen).tolist()
+            paired = (torch.rand(batch_size, generator=gen) < pair_fraction).tolist()
+            rows = [(a, b) if p else (a,) for a, b, p in zip(first, second, paired, strict=True)]
+            return self.batch(rows)
 
         return draw
 
