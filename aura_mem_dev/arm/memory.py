@@ -45,7 +45,7 @@ class MemoryTrainConfig:
     # nothing aimed at the cue, no simulator state), so keys, values and the residual head
     # first learn to keep and read what matters; the learned stage then removes the writes
     # that do not pay. 0 iterations = the trainer alone (measured: the gate shuts for good).
-    explore_iterations: int = 300
+    explore_iterations: int = 600
     explore_gate: str = "always"
     explore_write_rate: float = 0.15  # only for explore_gate "random"
     # The gate's initial logit when the learned stage begins: closed, so writes are added
@@ -57,9 +57,10 @@ class MemoryTrainConfig:
     # batch, all writes stop within ~10 batches of the price starting, and the bounded logit
     # saturates there for good. The same rate as the rest avoids that cliff.
     gate_lr_scale: float = 1.0
-    # Share of training rows that are two episodes back to back without a reset: the gate
-    # must also learn to overwrite the previous task's cue (the never-reset run).
-    pair_fraction: float = 0.3
+    # Share of training rows that are two episodes back to back without a reset (the gate
+    # would also learn to overwrite the previous task's cue). Off: at 0.3 the dense stage
+    # learned too little to start the gate from (always-write L1 no better than the base).
+    pair_fraction: float = 0.0
     seed: int = 1
 
 
@@ -132,13 +133,15 @@ def fit_kv(seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str) -> tuple[KVCac
         model = KVCacheMemory(arm_aura_config(d_model, None))
     finally:
         torch.random.set_rng_state(generator_state)
+    # As many batches as AURA's two stages together: the same data and the same effort.
+    iterations = cfg.explore_iterations + cfg.iterations
     result = train_aura(
         model,
         seqs.sampler(cfg.batch_size, cfg.seed),
-        TrainConfig(iterations=cfg.iterations, lr=cfg.lr, seed=cfg.seed, progress=True, desc=desc),
+        TrainConfig(iterations=iterations, lr=cfg.lr, seed=cfg.seed, progress=True, desc=desc),
         gate="always",
     )
-    tail = result.history[-max(1, cfg.iterations // 10) :]
+    tail = result.history[-max(1, iterations // 10) :]
     return model.eval(), {"final_l1": float(np.mean([h["loss"] for h in tail]))}
 
 

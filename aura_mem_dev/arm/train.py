@@ -221,7 +221,7 @@ def quick_recipe() -> Recipe:
             episodes_per_round=2,
             kv_round_episodes=2,
             validation_episodes=2,
-            memory=MemoryTrainConfig(iterations=4, batch_size=4),
+            memory=MemoryTrainConfig(iterations=4, explore_iterations=4, batch_size=4),
         ),
     )
 
