@@ -17,11 +17,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 	$(shell find aura_mem_ros launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup test test-fast lint demo colcon-check clean train-default \
+.PHONY: setup test test-fast lint demo demo-no-reset colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
-	train-arm bench-arm demo-arm
+	bench-never-reset bench-scale train-arm bench-arm demo-arm
 
-setup: $(STAMP)/package
+setup: $(STAMP)/package $(STAMP)/dev
 
 $(STAMP)/venv:
 	$(PYTHON_SYS) -m venv $(VENV)
@@ -41,8 +41,24 @@ $(STAMP)/package: $(STAMP)/deps $(PKG_SOURCES)
 	cmake -S . -B build/cmake -DCMAKE_INSTALL_PREFIX=$(VENV) -DPython3_EXECUTABLE=$(PY) \
 		-DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release --log-level=WARNING > /dev/null
 	cmake --build build/cmake -j 2 > /dev/null
+	@# Uninstall the previous install first: a module moved or deleted in the sources must
+	@# not live on in .venv (the tests would import the stale copy).
+	if [ -f build/cmake/install_manifest.txt ]; then xargs -d '\n' rm -f < build/cmake/install_manifest.txt; fi
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		rm -rf "$$site/aura_mem_ros"
 	cmake --install build/cmake > /dev/null
 	cd /tmp && $(PY) -c "from aura_mem_ros.msg import AuraAction, MemoryStats, EpisodeResult"
+	touch $@
+
+# The development package (benchmarks, fault injection, training recipes) is not installed:
+# a link makes this checkout's aura_mem_dev importable in .venv, and aura-mem-bench runs it.
+# .venv/setup.sh: `source .venv/setup.sh` gives a shell where every installed tool works.
+$(STAMP)/dev: $(STAMP)/venv scripts/aura-mem-bench tools/venv_setup.sh
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		ln -sfn $(CURDIR)/aura_mem_dev "$$site/aura_mem_dev"
+	sed '1s|.*|#!$(PY)|' scripts/aura-mem-bench > $(VENV)/bin/aura-mem-bench
+	chmod +x $(VENV)/bin/aura-mem-bench
+	sed 's|@VENV@|$(VENV)|g' tools/venv_setup.sh > $(VENV)/setup.sh
 	touch $@
 
 test: setup
@@ -56,7 +72,11 @@ lint: setup
 	$(VENV)/bin/ruff format --check aura_mem_ros aura_mem_dev test tools scripts
 
 demo: setup
-	$(PY) -m aura_mem_ros.demo
+	$(PY) -m aura_mem_ros.demo $(ARGS)
+
+# The same demo with memory never reset between episodes (reset_policy never, no reset calls).
+demo-no-reset: setup
+	$(PY) -m aura_mem_ros.demo --no-reset $(ARGS)
 
 # colcon builds the same package the way a ROS 2 workspace does (CMake install, no pip),
 # then a clean Python loads the messages and the node entry from that install space.
@@ -75,13 +95,19 @@ clean:
 	rm -rf build _skbuild *.egg-info
 
 train-default: setup
-	nice -n 10 $(PY) -m aura_mem_ros.training.train_default
+	nice -n 10 $(PY) -m aura_mem_dev.training.train_default
 
 bench-synthetic: setup
 	$(PY) scripts/bench_synthetic.py
 
 bench-closed-loop: setup
 	nice -n 10 $(PY) scripts/closed_loop_report.py
+
+# The never-reset panels (S13, S11, mixed; reset vs never, 500 episodes) and the 100k-step
+# soak -> docs/results/never_reset.md (+ .json). ARGS="--resume" continues a stopped run;
+# ARGS="--aura-checkpoint DIR" measures another AURA layer.
+bench-never-reset: setup
+	nice -n 10 $(PY) scripts/never_reset_report.py $(ARGS)
 
 bench-perf: setup
 	$(PY) scripts/bench_perf.py
@@ -95,6 +121,10 @@ bench-faults: setup
 
 bench-recorder: setup
 	nice -n 10 $(PY) scripts/bench_recorder.py
+
+# Local Ray clusters of 1 and 2 CPUs; wants a quiet machine (the 2-worker speed-up).
+bench-scale: setup
+	$(PY) scripts/bench_scale.py
 
 # The MuJoCo arm task (issue 15): weights in aura_mem_ros/models/arm_mini, report in
 # docs/results/arm.{md,json}; the demo runs arm_sim and aura_mem as two processes.

@@ -17,6 +17,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from aura_mem_ros.ros.node_help import exit_if_help
+
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
@@ -43,11 +45,19 @@ def _spin_through_errors(node: Node, executor: SingleThreadedExecutor) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
+    argv = sys.argv if args is None else args
+    from aura_mem_ros.ros.parameters import SPECS
+
+    exit_if_help(
+        argv,
+        "aura_mem_node",
+        "The aura_mem lifecycle node: camera + instruction in, memory-corrected actions out "
+        "(see the README, 'The aura_mem node').",
+        ((s.name, s.default, s.description) for s in SPECS),
+    )
     # rclpy's own handler would shut the context down before we could publish the safe
     # action; we take SIGINT/SIGTERM ourselves and stop in order.
-    rclpy.init(
-        args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO
-    )
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     from aura_mem_ros.ros.aura_node import AuraMemNode  # after init: imports message types
 

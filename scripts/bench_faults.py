@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`make bench-faults`: run every fault scenario against the node and regenerate
-docs/results/reliability.md (pass --out F.json for every row as JSON).
+docs/results/reliability.md and reliability.json (every row and its named checks).
 
     python scripts/bench_faults.py                   # ~3-5 min: 20 node kills, 200 crash kills
     python scripts/bench_faults.py --quick           # few repeats
@@ -16,12 +16,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aura_mem_ros.bench import faults  # noqa: E402
+from aura_mem_dev.bench import faults  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     if "--md" not in argv:
         argv += ["--md", str(REPO / "docs" / "results" / "reliability.md")]
+    if "--out" not in argv:
+        argv += ["--out", str(REPO / "docs" / "results" / "reliability.json")]
     return faults.main(argv)
 
 

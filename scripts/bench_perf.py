@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aura_mem_ros.bench import perf  # noqa: E402
+from aura_mem_dev.bench import perf  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -141,19 +141,21 @@ def main() -> int:
     rclpy.init()
     node = Node("recorder_bench_publisher")
     pubs = {
-        "/image": node.create_publisher(Image, "/image", qos.camera_qos()),
-        "/proprio": node.create_publisher(JointState, "/proprio", qos.proprio_qos()),
-        "/aura_mem/action": node.create_publisher(AuraAction, "/aura_mem/action", qos.action_qos()),
-        "/aura_mem/stats": node.create_publisher(MemoryStats, "/aura_mem/stats", qos.stats_qos()),
+        "/image": node.create_publisher(Image, "/image", qos.sensor_qos()),
+        "/proprio": node.create_publisher(JointState, "/proprio", qos.sensor_qos()),
+        "/aura_mem/action": node.create_publisher(
+            AuraAction, "/aura_mem/action", qos.reliable_qos()
+        ),
+        "/aura_mem/stats": node.create_publisher(
+            MemoryStats, "/aura_mem/stats", qos.reliable_qos()
+        ),
         "/aura_mem/write_rate": node.create_publisher(
-            Float32, "/aura_mem/write_rate", qos.stats_qos()
+            Float32, "/aura_mem/write_rate", qos.reliable_qos()
         ),
         "/aura_mem/writes_total": node.create_publisher(
-            UInt64, "/aura_mem/writes_total", qos.stats_qos()
+            UInt64, "/aura_mem/writes_total", qos.reliable_qos()
         ),
-        "/diagnostics": node.create_publisher(
-            DiagnosticArray, "/diagnostics", qos.diagnostics_qos()
-        ),
+        "/diagnostics": node.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos()),
     }
     instr = node.create_publisher(String, "/instruction", qos.instruction_qos())
     instr.publish(String(data="put the bowl on the plate"))

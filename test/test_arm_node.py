@@ -24,7 +24,7 @@ def test_arm_sim_runs_chunks_from_its_expert_topic_and_refuses_bad_ones(
     sim = ArmSimNode(context=ros_context, defaults=params)
     executor.add_node(sim)
     policy = make_node("fake_arm_policy")
-    action_pub = policy.create_publisher(AuraAction, "aura_mem/action", qos.action_qos())
+    action_pub = policy.create_publisher(AuraAction, "aura_mem/action", qos.reliable_qos())
     results: list[EpisodeResult] = []
     joints: list[JointState] = []
     infos: list[dict] = []
@@ -59,12 +59,12 @@ def test_arm_sim_runs_chunks_from_its_expert_topic_and_refuses_bad_ones(
         expert[key] = msg
         reply(key)
 
-    policy.create_subscription(Image, "image", on_image, qos.camera_qos())
-    policy.create_subscription(AuraAction, "expert/action", on_expert, qos.action_qos())
-    policy.create_subscription(JointState, "proprio", joints.append, qos.proprio_qos())
-    policy.create_subscription(EpisodeResult, "episode_result", results.append, qos.action_qos())
+    policy.create_subscription(Image, "image", on_image, qos.sensor_qos())
+    policy.create_subscription(AuraAction, "expert/action", on_expert, qos.reliable_qos())
+    policy.create_subscription(JointState, "proprio", joints.append, qos.sensor_qos())
+    policy.create_subscription(EpisodeResult, "episode_result", results.append, qos.reliable_qos())
     policy.create_subscription(
-        String, "arm_sim/step_info", lambda m: infos.append(json.loads(m.data)), qos.action_qos()
+        String, "arm_sim/step_info", lambda m: infos.append(json.loads(m.data)), qos.reliable_qos()
     )
     try:
         assert spin_until(executor, lambda: len(results) == 2, 90.0), sim.results

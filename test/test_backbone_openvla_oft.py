@@ -144,7 +144,9 @@ def test_feature_reduction_modes_and_errors() -> None:
     hidden[0, :7] = 7.0  # the first action's 7 tokens
     np.testing.assert_allclose(oft.reduce_action_hidden_states(hidden, "first_step"), 7.0)
     np.testing.assert_allclose(oft.reduce_action_hidden_states(hidden, "mean"), 49 / 56)
-    assert oft.reduce_action_hidden_states(hidden.to(torch.bfloat16)).dtype == np.float32
+    # a tensor stays a (float32) tensor where it is, for the AURA runtime on that device
+    assert oft.reduce_action_hidden_states(hidden.to(torch.bfloat16)).dtype == torch.float32
+    assert oft.reduce_action_hidden_states(hidden.numpy()).dtype == np.float32
     with pytest.raises(BackboneError, match="shape"):
         oft.reduce_action_hidden_states(torch.zeros(1, 55, 8))
     with pytest.raises(BackboneError, match="NaN"):
@@ -213,17 +215,23 @@ def test_refuses_without_cuda_via_registry(tmp_path: Path, monkeypatch) -> None:
         make_backbone("openvla_oft", model_dir=str(model_dir(tmp_path)))
 
 
-def test_refuses_wrong_transformers_then_missing_prismatic(monkeypatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+def test_refuses_wrong_transformers_version(monkeypatch) -> None:
     fake = types.ModuleType("transformers")
     fake.__version__ = "4.57.1"
     monkeypatch.setitem(sys.modules, "transformers", fake)
-    monkeypatch.setitem(sys.modules, "prismatic", None)  # import fails
     with pytest.raises(BackboneError, match=r"4\.40\.1"):
         oft.check_runtime()
-    fake.__version__ = "4.40.1"
+    oft.check_runtime(allow_other_transformers=True)
+    fake.__version__ = "4.40.1"  # PyPI's and the fork's: the attention probe decides
+    oft.check_runtime()
+
+
+def test_refuses_without_upstream_prismatic(monkeypatch) -> None:
+    for name in [m for m in sys.modules if m == "prismatic" or m.startswith("prismatic.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "prismatic", None)  # import fails
     with pytest.raises(BackboneError, match="openvla-oft repo"):
-        oft.check_runtime()
+        oft.rc.import_upstream(oft.rc.PLATFORMS[0])
 
 
 def test_model_id_depends_on_statistics(tmp_path: Path) -> None:
@@ -234,3 +242,76 @@ def test_model_id_depends_on_statistics(tmp_path: Path) -> None:
     stats["extra"] = {}
     (d / "dataset_statistics.json").write_text(json.dumps(stats))
     assert b.model_id() != first
+
+
+class RecordingProcessor(FakeProcessor):
+    """Keeps the prepared images it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[np.ndarray] = []
+
+    def __call__(self, prompt: str, image: Any) -> FakeInputs:
+        self.images.append(np.asarray(image).copy())
+        return super().__call__(prompt, image)
+
+
+def test_libero_conventions_rotate_images_and_convert_the_gripper(tmp_path: Path) -> None:
+    c = components(FakeVla())
+    c.processor = RecordingProcessor()
+    b = oft.OpenVlaOftBackbone(
+        model_dir=str(model_dir(tmp_path)), components=c, self_check=False, center_crop=False
+    )
+    assert b.conventions == oft.Conventions(180, True, True, True)
+    img = camera(3, (224, 224))  # 224 x 224: no resize, so the rotation is visible exactly
+    out = b.step(Observation((img, img), "t", PROPRIO))
+    np.testing.assert_array_equal(c.processor.images[-1], img[::-1, ::-1])  # upstream's flip
+    level = float(c.vla.calls[-1]["pixel_values"].mean())  # the stand-in's raw action value
+    np.testing.assert_allclose(out.action[:, :6], level, atol=1e-6)
+    # gripper: 2 * level - 1, sign, then flipped (upstream normalize + invert_gripper_action)
+    np.testing.assert_array_equal(out.action[:, 6], -np.sign(2 * np.float32(level) - 1))
+    assert "conventions=libero" in b.describe() and "image_rotation=180" in b.describe()
+
+
+def test_real_arm_conventions_change_nothing_and_overrides_apply(tmp_path: Path) -> None:
+    c = components(FakeVla())
+    c.processor = RecordingProcessor()
+    b = oft.OpenVlaOftBackbone(
+        model_dir=str(model_dir(tmp_path)),
+        components=c,
+        self_check=False,
+        center_crop=False,
+        conventions="real_arm",
+    )
+    img = camera(4, (224, 224))
+    out = b.step(Observation((img, img), "t", PROPRIO))
+    np.testing.assert_array_equal(c.processor.images[-1], img)
+    np.testing.assert_allclose(out.action, float(c.vla.calls[-1]["pixel_values"].mean()))
+    assert "as the model outputs it" in b.describe()
+    over = oft.make_conventions("real_arm", image_rotation=90, gripper_invert=True)
+    assert over == oft.Conventions(90, False, False, True)
+    np.testing.assert_array_equal(
+        oft.postprocess_gripper(np.array([[0.2, 0.9]], np.float32), over),
+        np.array([[0.2, -0.9]], np.float32),
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"conventions": "aloha"},
+        {"image_rotation": 45},
+        {"conventions": "real_arm", "gripper_binarize": True},
+    ],
+)
+def test_bad_conventions_are_refused(tmp_path: Path, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="openvla_oft"):
+        oft.OpenVlaOftBackbone(
+            model_dir=str(model_dir(tmp_path)), components=components(), **kwargs
+        )
+
+
+def test_bad_dtype_is_refused() -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        oft.resolve_device("cpu", "int8")
+    assert oft.resolve_device("cpu", "auto") == ("cpu", torch.float32)

@@ -15,7 +15,7 @@ from aura_mem_ros.msg import AuraAction
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
-from ros_harness import REPO_ROOT, spin_for, spin_until, subprocess_env
+from ros_harness import REPO_ROOT, spin_for, spin_until, start_python, stop_process, subprocess_env
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from test_bags_support import wait_matched
@@ -79,8 +79,8 @@ def test_record_running_node_reads_back_every_message(tmp_path, ros_context, exe
     )
     client = Node("bags_client", context=ros_context)
     actions: list[AuraAction] = []
-    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.action_qos())
-    image_pub = client.create_publisher(Image, "/image", qos.camera_qos())
+    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.reliable_qos())
+    image_pub = client.create_publisher(Image, "/image", qos.sensor_qos())
     instr_pub = client.create_publisher(String, "/instruction", qos.instruction_qos())
     instr_pub.publish(String(data="pick up the cup"))  # latched before the recorder exists
     for n in (node, client):
@@ -187,31 +187,6 @@ def test_killed_writer_leaves_closed_splits_readable_and_recovery_salvages(
     assert recover_bag(killed)["salvaged_messages"] == 0  # idempotent
 
 
-def _start_recorder(out: Path, domain: int, *extra: str) -> subprocess.Popen[str]:
-    log = open(out.parent / f"{out.name}.log", "w+")  # noqa: SIM115 - closed by the test
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aura_mem_ros.bags.record",
-            "-o",
-            str(out),
-            "--node",
-            "",
-            "/image",
-            "/aura_mem/action",
-            *extra,
-        ],
-        cwd=REPO_ROOT,
-        env=subprocess_env(domain),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    proc.log_file = log  # type: ignore[attr-defined]
-    return proc
-
-
 def _publish_until(
     client: Node, executor, pubs: tuple, start: int, stop: int, rate_hz: float = 100.0
 ) -> int:
@@ -235,11 +210,17 @@ def test_signals_leave_a_readable_bag(
     pubs = (
         # Reliable here: these tests are about what the recorder does with what it received;
         # best-effort transport loss under load (see docs/results/recorder.md) is not.
-        client.create_publisher(Image, "/image", qos.action_qos()),
-        client.create_publisher(AuraAction, "/aura_mem/action", qos.action_qos()),
+        client.create_publisher(Image, "/image", qos.reliable_qos()),
+        client.create_publisher(AuraAction, "/aura_mem/action", qos.reliable_qos()),
     )
     out = tmp_path / "bag"
-    proc = _start_recorder(out, ros_domain_id, "-b", "40K", "--flush-interval", "0.1")
+    proc = start_python(
+        [
+            *("-m", "aura_mem_ros.bags.record", "-o", str(out), "--node", ""),
+            *("/image", "/aura_mem/action", "-b", "40K", "--flush-interval", "0.1"),
+        ],
+        ros_domain_id,
+    )
     try:
         assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs), 20.0)
         spin_for(executor, 0.5)  # the recorder's readers match our writers too
@@ -254,12 +235,7 @@ def test_signals_leave_a_readable_bag(
             sent = _publish_until(client, executor, pubs, sent, sent + 5)
             proc.wait(timeout=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.log_file.seek(0)  # type: ignore[attr-defined]
-        log = proc.log_file.read()  # type: ignore[attr-defined]
-        proc.log_file.close()  # type: ignore[attr-defined]
+        log = stop_process(proc)
     executor.remove_node(client)
     client.destroy_node()
 

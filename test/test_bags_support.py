@@ -71,7 +71,7 @@ def _start_node(
     )
     client = Node(client_name, context=context)
     actions: list[AuraAction] = []
-    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.action_qos())
+    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.reliable_qos())
     for n in (node, client):
         executor.add_node(n)
     assert node.autostart(), node.configure_error
@@ -110,7 +110,7 @@ def record_node_bag(
         **node_params,
     }
     node, client, actions = _start_node(context, executor, params, "bag_fixture_client")
-    image_pub = client.create_publisher(Image, "/image", qos.camera_qos())
+    image_pub = client.create_publisher(Image, "/image", qos.sensor_qos())
     instr_pub = client.create_publisher(String, "/instruction", qos.instruction_qos())
     recorder = _start_recorder(context, executor, out)
     try:
@@ -165,11 +165,11 @@ def drive_sim_through_node(
         **node_params,
     }
     node, client, actions = _start_node(context, executor, params, "sim_driver")
-    image_pub = client.create_publisher(Image, "/image", qos.camera_qos())
-    proprio_pub = client.create_publisher(JointState, "/proprio", qos.proprio_qos())
+    image_pub = client.create_publisher(Image, "/image", qos.sensor_qos())
+    proprio_pub = client.create_publisher(JointState, "/proprio", qos.sensor_qos())
     instr_pub = client.create_publisher(String, "/instruction", qos.instruction_qos())
     result_pub = client.create_publisher(EpisodeResult, "/episode_result", 10)
-    expert_pub = client.create_publisher(AuraAction, "/expert/action", qos.action_qos())
+    expert_pub = client.create_publisher(AuraAction, "/expert/action", qos.reliable_qos())
     reset = client.create_client(Trigger, "/aura_mem/reset_memory")
     recorder = _start_recorder(context, executor, out)
     env = make_env(env_id)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aura_mem_ros.bench.closed_loop import ARMS, run_panel, wilson_interval
-from aura_mem_ros.training.seeds import EVAL_SEED_BASE
+from aura_mem_dev.bench.closed_loop import ARMS, Panel, run_panel, wilson_interval
+from aura_mem_dev.training.seeds import EVAL_SEED_BASE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,25 +31,33 @@ def test_training_seeds_are_refused() -> None:
 
 def test_small_panel_has_the_documented_shape() -> None:
     panel = run_panel("MiniGrid-MemoryS11-v0", 3, EVAL_SEED_BASE + 500, max_steps=40)
-    assert panel["env"] == "MiniGrid-MemoryS11-v0" and panel["episodes"] == 3
-    assert set(panel["arms"]) == set(ARMS)
-    for arm, r in panel["arms"].items():
-        lo, hi = r["ci95"]
-        assert 0.0 <= lo <= r["success"] <= hi <= 1.0, arm
-        assert r["steps_per_episode"] > 0
-    assert panel["arms"]["memoryless"]["writes_per_episode"] == 0.0
-    always = panel["arms"]["always_aura"]
-    assert always["writes_per_episode"] == pytest.approx(always["steps_per_episode"])
-    json.dumps(panel)  # serialisable as the --out file
+    assert panel.env == "MiniGrid-MemoryS11-v0" and panel.episodes == 3
+    assert set(panel.arms) == set(ARMS)
+    for arm, r in panel.arms.items():
+        lo, hi = r.ci95
+        assert 0.0 <= lo <= r.success <= hi <= 1.0, arm
+        assert r.steps_per_episode > 0
+    assert panel.arms["memoryless"].writes_per_episode == 0.0
+    always = panel.arms["always_aura"]
+    assert always.writes_per_episode == pytest.approx(always.steps_per_episode)
+    # the --out file: JSON, read back into the same result
+    data = json.loads(json.dumps(panel.to_dict()))
+    assert Panel.from_dict(data) == panel
 
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_domain_id) -> None:
+@pytest.mark.parametrize("no_reset", [False, True])
+def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(
+    tmp_path, ros_domain_id, no_reset: bool
+) -> None:
+    """The demo (sim + node over DDS) and the in-process loop take the same actions; with
+    --no-reset the in-process loop never resets, so equal actions mean the node did not
+    either (memory carried across the episodes in both)."""
+    from aura_mem_dev.agent import Agent, run_agent_episode
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.core.runtime import AuraRuntime
-    from aura_mem_ros.sim.agent import Agent, run_agent_episode
     from aura_mem_ros.sim.env import make_env
 
     seed0, episodes = EVAL_SEED_BASE + 4242, 3
@@ -72,6 +80,7 @@ def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_do
             str(out),
             "--timeout",
             "90",
+            *(["--no-reset"] if no_reset else []),
         ],
         cwd=REPO,
         env=env,
@@ -84,5 +93,83 @@ def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(tmp_path, ros_do
     agent = Agent(MiniBackbone(), AuraRuntime(load_aura(DEFAULT_MODEL_DIR / "aura")))
     sim = make_env("MiniGrid-MemoryS13-v0")
     for ep in range(episodes):
-        local = run_agent_episode(sim, agent, seed0 + ep, 100).actions
-        assert ros_actions[str(ep)] == local, f"episode {ep}"
+        local = run_agent_episode(sim, agent, seed0 + ep, 100, reset_memory=not no_reset)
+        assert ros_actions[str(ep)] == local.actions, f"episode {ep}"
+    if no_reset:
+        assert agent.resets == 0
+        summary = json.loads((out / "demo_summary.json").read_text())
+        assert summary["reset_between_episodes"] is False
+        assert set(summary["cue_writes"]) == {
+            "episodes_with_cue_write",
+            "new_cue_episodes",
+            "new_cue_episodes_seen",
+            "new_cue_episodes_with_write",
+        }
+
+
+def _count_resets(monkeypatch) -> dict[str, int]:
+    """Count reset() calls of every memory runtime and of the backbone, except the one each
+    runtime makes while it is built (a robot boots with empty memory)."""
+    import inspect
+
+    from aura_mem_ros.backbones.mini import MiniBackbone
+    from aura_mem_ros.core.kv import KVRuntime
+    from aura_mem_ros.core.runtime import AuraRuntime
+
+    counts = {"AuraRuntime": 0, "KVRuntime": 0, "MiniBackbone": 0}
+    for cls in (AuraRuntime, KVRuntime, MiniBackbone):
+        original = cls.reset
+
+        def counting(self, _original=original, _name=cls.__name__) -> None:
+            if inspect.stack()[1].function != "__init__":
+                counts[_name] += 1
+            _original(self)
+
+        monkeypatch.setattr(cls, "reset", counting)
+    return counts
+
+
+def test_no_reset_panel_never_resets_and_reports_drift_and_state(monkeypatch) -> None:
+    counts = _count_resets(monkeypatch)
+    episodes = 4
+    arms = ("memoryless", "always_kv", "always_aura", "aura")
+    never = run_panel(
+        "MiniGrid-MemoryS11-v0", episodes, EVAL_SEED_BASE + 700, 40, arms, reset=False
+    )
+    assert counts == {"AuraRuntime": 0, "KVRuntime": 0, "MiniBackbone": 0}
+    assert never.reset_mode == "never"
+    for arm, r in never.arms.items():
+        assert r.resets == 0, arm
+        for key in ("first_quarter_success", "last_quarter_success", "final_state_bytes"):
+            assert key in r.to_dict() and getattr(r, key) is not None, (arm, key)
+        assert r.first_quarter_ci95[0] <= r.first_quarter_success <= r.first_quarter_ci95[1]
+    steps = sum(e["steps"] for e in never.per_episode["always_kv"])
+    # the KV cache kept every step of every episode (+ the steps its end cost was timed on)
+    assert never.arms["always_kv"].final_state_bytes >= 256 * steps
+    assert never.arms["always_aura"].final_state_bytes == 4224
+    assert never.arms["memoryless"].final_state_bytes == 0
+    kv = never.arms["always_kv"]
+    assert kv.memory_step_ms_start is not None and kv.memory_step_ms_end is not None
+
+    # The matched reset-mode panel: same seeds, one reset per episode and arm with memory.
+    reset = run_panel("MiniGrid-MemoryS11-v0", episodes, EVAL_SEED_BASE + 700, 40, arms)
+    assert counts["AuraRuntime"] == 2 * episodes and counts["KVRuntime"] == episodes
+    assert reset.arms["always_kv"].resets == episodes
+    assert [e["seed"] for e in reset.per_episode["aura"]] == [
+        e["seed"] for e in never.per_episode["aura"]
+    ]
+    # the first episode starts from empty memory in both modes: it is the same episode
+    assert reset.per_episode["aura"][0] == never.per_episode["aura"][0]
+    assert Panel.from_dict(json.loads(json.dumps(never.to_dict()))) == never
+
+
+def test_mixed_stream_alternates_envs() -> None:
+    panel = run_panel("mixed", 3, EVAL_SEED_BASE + 800, 30, ("memoryless",), reset=False)
+    envs = [e["env"] for e in panel.per_episode["memoryless"]]
+    assert envs == [
+        "MiniGrid-MemoryS11-v0",
+        "MiniGrid-MemoryS13-v0",
+        "MiniGrid-MemoryS17Random-v0",
+    ]
+    by_env = panel.arms["memoryless"].success_by_env
+    assert by_env is not None and {e: n for e, (_, n) in by_env.items()} == dict.fromkeys(envs, 1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from aura_mem_dev.training.memory_fit import sequence_losses, write_benefits
 from aura_mem_ros.core.checkpoint import init_aura
 from aura_mem_ros.core.config import AuraConfig
-from aura_mem_ros.training.kv_baseline import KVConfig, KVMemory, KVRuntime, load_kv, save_kv
-from aura_mem_ros.training.memory_fit import sequence_losses, write_benefits
+from aura_mem_ros.core.kv import KVConfig, KVMemory, KVRuntime, load_kv, save_kv
 
 
 def _batch(b: int = 3, t: int = 6, d: int = 16, n: int = 7, seed: int = 0):

@@ -52,3 +52,35 @@ def test_config_is_frozen() -> None:
     config = AuraConfig(d_model=8, chunk_size=1, action_dim=3)
     with pytest.raises(AttributeError):
         config.threshold = 0.1  # type: ignore[misc]
+
+
+def test_every_config_class_validates_the_same_way() -> None:
+    from aura_mem_ros.backbones.mini import MiniConfig
+    from aura_mem_ros.core.kv import KVConfig
+
+    for cls, good in (
+        (AuraConfig, {"d_model": 8, "chunk_size": 1, "action_dim": 3}),
+        (KVConfig, {"d_model": 8, "action_dim": 3}),
+        (MiniConfig, {}),
+    ):
+        assert cls.from_dict(good) == cls(**good)
+        with pytest.raises(ValueError, match=f"{cls.__name__}.d_model must be a positive int"):
+            cls(**{**good, "d_model": True})
+        with pytest.raises(ValueError, match=f"unknown {cls.__name__} keys \\['bogus'\\]"):
+            cls.from_dict({**good, "bogus": 1})
+
+
+def test_for_backbone_takes_the_backbones_sizes() -> None:
+    from aura_mem_ros.backbones import make_backbone
+
+    toy = make_backbone("toy", d_model=12, chunk_size=3, action_dim=5)
+    config = AuraConfig.for_backbone(toy, threshold=0.25)
+    assert (config.d_model, config.chunk_size, config.action_dim, config.discrete) == (
+        12,
+        3,
+        5,
+        False,
+    )
+    assert config.threshold == 0.25
+    mini = AuraConfig.for_backbone(make_backbone("mini"))
+    assert (mini.chunk_size, mini.action_dim, mini.discrete) == (1, 7, True)

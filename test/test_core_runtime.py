@@ -137,3 +137,32 @@ def test_init_aura_is_seeded_and_leaves_global_rng_alone() -> None:
     a, b = init_aura(CONFIG, seed=7), init_aura(CONFIG, seed=7)
     assert torch.equal(torch.random.get_rng_state(), before)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_kv_runtime_steps_the_core_kv_cache_like_aura_runtime() -> None:
+    """One runtime class for both KV models; what a closed loop needs (MemoryRuntime)."""
+    from aura_mem_ros.core.baselines import KVCacheMemory
+    from aura_mem_ros.core.kv import KVRuntime
+    from aura_mem_ros.core.runtime import MemoryRuntime
+
+    torch.manual_seed(0)
+    kv = KVCacheMemory(CONFIG)
+    torch.nn.init.normal_(kv.head.out.weight, std=0.5)
+    runtime: MemoryRuntime = KVRuntime(kv)
+    feats, bases = _inputs(70)  # past the 64-row initial capacity: the cache doubles
+    state = kv.init_state(1)
+    for f, b in zip(feats, bases, strict=True):
+        step = runtime.select_action(f, b)
+        with torch.no_grad():
+            out = kv.step(torch.from_numpy(f)[None], torch.from_numpy(b)[None], state)
+        state = out.state
+        assert step.wrote and np.array_equal(step.action, out.action[0].numpy())
+    assert runtime.state_nbytes == 70 * 256 and runtime.steps == runtime.writes == 70
+    runtime.reset()
+    assert runtime.state_nbytes == 0 and runtime.steps == 0
+    with pytest.raises(ValueError, match="features must have shape"):
+        runtime.select_action(np.zeros(3, np.float32), bases[0])
+    with pytest.raises(ValueError, match="finite"):
+        runtime.select_action(np.full(CONFIG.d_model, np.nan, np.float32), bases[0])
+    aura: MemoryRuntime = AuraRuntime(init_aura(CONFIG))
+    assert aura.gate == "learned" and runtime.gate == "always"

@@ -7,10 +7,10 @@ import statistics
 import pytest
 import torch
 
+from aura_mem_dev.bench.synthetic_task import SyntheticBatch, SyntheticConfig, generate
 from aura_mem_ros.core.aura import AuraLayer
 from aura_mem_ros.core.checkpoint import init_aura
 from aura_mem_ros.core.config import AuraConfig
-from aura_mem_ros.core.synthetic import SyntheticBatch, SyntheticConfig, generate
 from aura_mem_ros.core.train import (
     SequenceBatch,
     TrainConfig,

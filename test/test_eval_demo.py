@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
-from ros_harness import REPO_ROOT, subprocess_env
+from ros_harness import REPO_ROOT, start_python, stop_process, subprocess_env
 
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
 from aura_mem_ros.eval.cli import main
@@ -25,38 +24,30 @@ def test_eval_on_a_recorded_demo_bag(tmp_path, ros_domain_id) -> None:
     env = subprocess_env(ros_domain_id)
     env["AURA_DEMO_DOMAIN_ID"] = str(ros_domain_id)
     bag = tmp_path / "demo_bag"
-    with open(tmp_path / "record.log", "w") as log:
-        recorder = subprocess.Popen(
-            [sys.executable, "-m", "aura_mem_ros.bags.record", "-o", str(bag)],
+    recorder = start_python(["-m", "aura_mem_ros.bags.record", "-o", str(bag)], ros_domain_id)
+    try:
+        demo = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aura_mem_ros.demo",
+                "--episodes",
+                "2",
+                "--env",
+                "MiniGrid-MemoryS7-v0",
+                "--out-dir",
+                str(tmp_path / "demo_out"),
+            ],
             cwd=REPO_ROOT,
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
-        try:
-            demo = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "aura_mem_ros.demo",
-                    "--episodes",
-                    "2",
-                    "--env",
-                    "MiniGrid-MemoryS7-v0",
-                    "--out-dir",
-                    str(tmp_path / "demo_out"),
-                ],
-                cwd=REPO_ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
-        finally:
-            recorder.send_signal(signal.SIGINT)
-            recorder.wait(timeout=30)
-    assert recorder.returncode == 0, (tmp_path / "record.log").read_text()
+        assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
+    finally:
+        record_log = stop_process(recorder, timeout_s=30)  # SIGINT: the bag is closed
+    assert recorder.returncode == 0, record_log
 
     out = tmp_path / "eval"
     assert main([str(bag), "-o", str(out), "--quiet", "--thresholds", "0.5"]) == 0

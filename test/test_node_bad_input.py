@@ -165,7 +165,7 @@ def test_wrong_image_count_config_refused(make_rig) -> None:
 
 
 def test_empty_instruction_rejected_and_ignored(make_rig) -> None:
-    rig: Rig = make_rig(on_instruction_change="reset")
+    rig: Rig = make_rig(reset_policy="instruction_change")
     rig.start()
     rig.send(rig.image(0), expect_action=True)
     before = rig.state()

@@ -14,14 +14,9 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from aura_mem_ros.backbones import BackboneError, make_backbone
 from aura_mem_ros.persistence import MemoryStore, RestoreResult, RestoreStatus
 from aura_mem_ros.ros import diagnostics
-from aura_mem_ros.ros.pipeline import (
-    ActionClamp,
-    AuraPipeline,
-    InputRejectedError,
-    SupersededError,
-    build_runtime,
-)
+from aura_mem_ros.ros.pipeline import AuraPipeline, InputRejectedError, SupersededError
 from aura_mem_ros.ros.stats import NodeStats
+from aura_mem_ros.serving import ActionClamp, ServingSpec
 
 
 def image(value: int) -> np.ndarray:
@@ -30,12 +25,24 @@ def image(value: int) -> np.ndarray:
     return out
 
 
-def pipeline(gate: str = "always", store: MemoryStore | None = None, **toy) -> AuraPipeline:
+def pipeline(
+    gate: str = "always",
+    store: MemoryStore | None = None,
+    reset_policy: str = "instruction_change",
+    **toy,
+) -> AuraPipeline:
     backbone = make_backbone("toy", **toy)
-    runtime, model_id = build_runtime(backbone, "", gate, None, 0)
+    runtime, model_id = ServingSpec("toy", gate=gate).build_runtime(backbone)
     clamp = ActionClamp([], [], backbone.action_dim)
     return AuraPipeline(
-        backbone, runtime, model_id, NodeStats(50, 1), clamp, store, log=lambda _: None
+        backbone,
+        runtime,
+        model_id,
+        NodeStats(50, 1),
+        clamp,
+        store,
+        log=lambda _: None,
+        reset_policy=reset_policy,
     )
 
 
@@ -84,15 +91,42 @@ def test_no_instruction_and_empty_instruction() -> None:
     assert err.value.reason == "empty_instruction" and p.instruction == "task"
 
 
-def test_instruction_change_reset_or_keep() -> None:
-    p = pipeline()
+@pytest.mark.parametrize("policy", ["instruction_change", "service", "never"])
+def test_instruction_change_per_reset_policy(policy: str) -> None:
+    p = pipeline(reset_policy=policy)
     assert p.set_instruction("a") == "first"
     fresh = p.runtime.state_bytes()
     p.step([image(1)], None)
     written = p.runtime.state_bytes()
     assert p.set_instruction("a") == "unchanged"
-    assert p.set_instruction("b", "keep") == "kept" and p.runtime.state_bytes() == written
-    assert p.set_instruction("c", "reset") == "reset" and p.runtime.state_bytes() == fresh
+    if policy == "instruction_change":
+        assert p.set_instruction("b") == "reset" and p.runtime.state_bytes() == fresh
+    else:
+        assert p.set_instruction("b") == "kept" and p.runtime.state_bytes() == written
+    p.step([image(2)], None)
+    assert p.request_reset() is (policy != "never")
+    assert (p.runtime.state_bytes() == fresh) is (policy != "never")
+
+
+def test_state_file_follows_the_instruction_only_under_instruction_change(tmp_path) -> None:
+    path = tmp_path / "s.bin"
+    for policy, restored_under_another_instruction in (
+        ("instruction_change", False),
+        ("service", True),
+        ("never", True),
+    ):
+        path.unlink(missing_ok=True)
+        first = pipeline(store=MemoryStore(path, 4224), reset_policy=policy)
+        first.set_instruction("task")
+        first.persist(first.step([image(3)], None))
+        first.set_instruction("second task")  # kept (service/never): saves stay valid
+        first.persist(first.step([image(4)], None))
+        saved = first.runtime.state_bytes()
+        second = pipeline(store=MemoryStore(path, 4224), reset_policy=policy)
+        second.set_instruction("a third task")
+        restored = second.restore_result.status is RestoreStatus.RESTORED
+        assert restored is restored_under_another_instruction, policy
+        assert (second.runtime.state_bytes() == saved) is restored, policy
 
 
 def test_step_straddling_a_reset_is_discarded_and_not_persisted(tmp_path: Path) -> None:
@@ -236,6 +270,48 @@ def test_diagnostics_flash_projection_gated_vs_always() -> None:
     assert memory["kv_equivalent_bytes"] == str(70 * 256)
 
 
+def test_serving_spec_reads_parameters_as_the_node_documents_them() -> None:
+    params = {
+        "backbone": "toy",
+        "backbone_args": '{"d_model": 8, "chunk_size": 2, "action_dim": 3}',
+        "aura_checkpoint": "bundled",
+        "gate": "always",
+        "gate_threshold": -1.0,
+        "seed": 4,
+        "fused_step": False,
+        "action_min": [-1.0],
+        "action_max": [1.0],
+    }
+    spec = ServingSpec.from_params(params)
+    assert spec.backbone_args == {"d_model": 8, "chunk_size": 2, "action_dim": 3}
+    assert spec.threshold is None  # negative: the checkpoint's own threshold
+    assert ServingSpec.from_params({**params, "gate_threshold": 0.3}).threshold == 0.3
+    backbone = spec.build_backbone()
+    assert spec.resolve_checkpoint(backbone) == ""  # toy ships no layer: untrained
+    runtime, _ = spec.build_runtime(backbone)
+    assert (runtime.gate, runtime.seed, runtime.threshold, runtime._fused) == (
+        "always",
+        4,
+        None,
+        None,
+    )
+    assert spec.clamp(backbone).enabled
+    # overrides win where given; an absent parameter needs nothing shipped
+    over = ServingSpec.from_params(params, backbone="mini", backbone_args="{}", seed=None)
+    assert (over.backbone, over.backbone_args, over.seed) == ("mini", {}, 4)
+    bare = ServingSpec.from_params({"backbone": "mini"})
+    assert (bare.aura_checkpoint, bare.gate, bare.threshold) == ("", "learned", None)
+    for bad in ("[1]", "{nope"):
+        with pytest.raises(ValueError, match="backbone_args"):
+            ServingSpec.from_params({**params, "backbone_args": bad})
+    with pytest.raises(ValueError, match="no backbone"):
+        ServingSpec.from_params({})
+    # a checkpoint trained for another backbone is refused with both shapes
+    mini_ckpt = make_backbone("mini").bundled_aura_checkpoint()
+    with pytest.raises(ValueError, match="was trained for"):
+        replace(spec, aura_checkpoint=mini_ckpt).build_runtime(backbone)
+
+
 def test_bundled_checkpoint_is_the_backbones_shipped_layer() -> None:
     from aura_mem_ros.backbones import make_backbone
     from aura_mem_ros.core.checkpoint import load_aura
@@ -243,27 +319,30 @@ def test_bundled_checkpoint_is_the_backbones_shipped_layer() -> None:
     mini = make_backbone("mini")
     shipped = mini.bundled_aura_checkpoint()
     assert shipped is not None
-    runtime, ident = build_runtime(mini, "bundled", "learned", None, 0)
+    runtime, ident = ServingSpec(mini.name, aura_checkpoint="bundled").build_runtime(mini)
     want = load_aura(shipped).state_dict()
     got = runtime.layer.state_dict()
     assert want.keys() == got.keys()
     assert all(torch.equal(want[k], got[k]) for k in want)
-    assert ident == build_runtime(mini, shipped, "learned", None, 0)[1]
-    assert ident != build_runtime(mini, "", "learned", None, 0)[1]  # untrained differs
+    assert ident == ServingSpec(mini.name, aura_checkpoint=shipped).build_runtime(mini)[1]
+    untrained = ServingSpec(mini.name, aura_checkpoint="").build_runtime(mini)[1]
+    assert ident != untrained
     # A backbone that ships no layer gets the untrained one (actions = the backbone's).
     toy = make_backbone("toy", d_model=8)
     assert toy.bundled_aura_checkpoint() is None
     assert (
-        build_runtime(toy, "bundled", "learned", None, 0)[1]
-        == build_runtime(toy, "", "learned", None, 0)[1]
+        ServingSpec(toy.name, aura_checkpoint="bundled").build_runtime(toy)[1]
+        == ServingSpec(toy.name, aura_checkpoint="").build_runtime(toy)[1]
     )
 
 
 def test_fused_step_parameter_serves_the_same_actions_and_memory_identity() -> None:
     """fused_step only changes how the step is computed: same actions, writes, state key."""
     mini = make_backbone("mini")
-    fused, ident_fused = build_runtime(mini, "bundled", "learned", None, 0, fused=True)
-    reference, ident_ref = build_runtime(mini, "bundled", "learned", None, 0, fused=False)
+    fused, ident_fused = ServingSpec("mini", aura_checkpoint="bundled").build_runtime(mini)
+    reference, ident_ref = ServingSpec(
+        "mini", aura_checkpoint="bundled", fused=False
+    ).build_runtime(mini)
     assert fused._fused is not None and reference._fused is None
     assert ident_fused == ident_ref  # a state file saved by one is valid for the other
     rng = np.random.default_rng(0)

@@ -38,16 +38,66 @@ def test_reset_memory_service(make_rig, tmp_path: Path) -> None:
     assert rig.node.stats.snapshot().resets == 1
 
 
-@pytest.mark.parametrize("policy", ["reset", "keep"])
-def test_instruction_change_policy(make_rig, policy: str) -> None:
-    rig: Rig = make_rig(on_instruction_change=policy)
+@pytest.mark.parametrize(
+    ("policy", "instruction_resets", "service_resets"),
+    [("instruction_change", True, True), ("service", False, True), ("never", False, False)],
+)
+def test_reset_policy(
+    make_rig, tmp_path: Path, policy: str, instruction_resets: bool, service_resets: bool
+) -> None:
+    state_file = tmp_path / "state.bin"
+    rig: Rig = make_rig(reset_policy=policy, state_file=str(state_file))
     rig.start()
     fresh = rig.state()
     rig.send(rig.image(0), expect_action=True)
     written = rig.state()
+    assert written != fresh
     rig.instruct("open the drawer")
     assert rig.node.pipeline.instruction == "open the drawer"
-    assert rig.state() == (fresh if policy == "reset" else written)
+    assert rig.state() == (fresh if instruction_resets else written)
+    rig.send(rig.image(1), expect_action=True)
+    before_call = rig.state()
+    assert rig.reset_client.wait_for_service(timeout_sec=3.0)
+    future = rig.reset_client.call_async(Trigger.Request())
+    assert rig.spin_until(future.done)
+    assert future.result().success is service_resets
+    assert rig.state() == (fresh if service_resets else before_call)
+    assert state_file.exists() is not service_resets  # a refused reset keeps the file too
+    expected_resets = int(instruction_resets) + int(service_resets)
+    assert rig.node.stats.snapshot().resets == expected_resets
+
+
+def test_never_reset_memory_survives_a_restart_under_another_instruction(
+    make_rig, tmp_path: Path
+) -> None:
+    """reset_policy=never: serve, write, stop; a new node on the same state file resumes
+    that memory (even for another instruction: memory outlives tasks) and never resets."""
+    state_file = tmp_path / "state.bin"
+    first: Rig = make_rig(reset_policy="never", state_file=str(state_file))
+    first.start()
+    for value in range(3):
+        first.send(first.image(value), expect_action=True)
+    first.instruct("open the drawer")  # kept, and the file stays bound to the model only
+    first.send(first.image(3), expect_action=True)
+    saved = first.state()
+    assert first.node.stats.snapshot().resets == 0
+    first.close()
+
+    second: Rig = make_rig(
+        reset_policy="never", state_file=str(state_file), instruction="stack the blocks"
+    )
+    second.start()
+    assert second.node.pipeline.restore_result.status is RestoreStatus.RESTORED
+    assert second.state() == saved
+    second.send(second.image(4), expect_action=True)  # serving goes on from that memory
+    assert second.state() != saved
+    assert second.node.stats.snapshot().resets == 0
+
+    # The same file under instruction_change is bound to nothing it can match: fresh memory.
+    second.close()
+    third: Rig = make_rig(reset_policy="instruction_change", state_file=str(state_file))
+    third.start()
+    assert third.node.pipeline.restore_result.status is RestoreStatus.MISMATCH
 
 
 def test_state_persists_only_on_writes_and_restores_after_restart(make_rig, tmp_path) -> None:

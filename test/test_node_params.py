@@ -36,7 +36,7 @@ def test_every_parameter_is_described(make_rig) -> None:
         ("state_file", "/tmp/x"),  # read-only
         ("max_obs_age_s", -1.0),  # out of range
         ("write_rate_budget", 1.5),  # out of range
-        ("on_instruction_change", "forget"),  # not a choice
+        ("reset_policy", "never"),  # read-only: it also decides what the state file is bound to
         ("safe_action", "wiggle"),  # not a choice
     ],
 )

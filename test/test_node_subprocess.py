@@ -34,9 +34,9 @@ def test_node_process_with_yaml_serves_and_stops_safely(ros_context, executor, r
     client = Node("subprocess_client", context=ros_context)
     executor.add_node(client)
     actions: list[AuraAction] = []
-    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.action_qos())
-    pub = client.create_publisher(Image, "/image", qos.camera_qos())
-    proprio = client.create_publisher(JointState, "/proprio", qos.proprio_qos())
+    client.create_subscription(AuraAction, "/aura_mem/action", actions.append, qos.reliable_qos())
+    pub = client.create_publisher(Image, "/image", qos.sensor_qos())
+    proprio = client.create_publisher(JointState, "/proprio", qos.sensor_qos())
     try:
         deadline = time.monotonic() + 45.0  # process start + torch import + DDS discovery
         while not actions and time.monotonic() < deadline and proc.poll() is None:

@@ -63,24 +63,26 @@ class Rig:
         self.diags: list[DiagnosticArray] = []
         self.write_rates: list[Float32] = []
         self.writes_total: list[UInt64] = []
-        c.create_subscription(AuraAction, "/aura_mem/action", self.actions.append, qos.action_qos())
-        c.create_subscription(MemoryStats, "/aura_mem/stats", self.stats.append, qos.stats_qos())
         c.create_subscription(
-            DiagnosticArray, "/diagnostics", self.diags.append, qos.diagnostics_qos()
+            AuraAction, "/aura_mem/action", self.actions.append, qos.reliable_qos()
+        )
+        c.create_subscription(MemoryStats, "/aura_mem/stats", self.stats.append, qos.reliable_qos())
+        c.create_subscription(
+            DiagnosticArray, "/diagnostics", self.diags.append, qos.reliable_qos()
         )
         c.create_subscription(
-            Float32, "/aura_mem/write_rate", self.write_rates.append, qos.stats_qos()
+            Float32, "/aura_mem/write_rate", self.write_rates.append, qos.reliable_qos()
         )
         c.create_subscription(
-            UInt64, "/aura_mem/writes_total", self.writes_total.append, qos.stats_qos()
+            UInt64, "/aura_mem/writes_total", self.writes_total.append, qos.reliable_qos()
         )
-        self.image_pub = c.create_publisher(Image, "/image", qos.camera_qos())
-        self.wrist_pub = c.create_publisher(Image, "/wrist_image", qos.camera_qos())
+        self.image_pub = c.create_publisher(Image, "/image", qos.sensor_qos())
+        self.wrist_pub = c.create_publisher(Image, "/wrist_image", qos.sensor_qos())
         self.compressed_pub = c.create_publisher(
-            CompressedImage, "/image/compressed", qos.camera_qos()
+            CompressedImage, "/image/compressed", qos.sensor_qos()
         )
         self.instruction_pub = c.create_publisher(String, "/instruction", qos.instruction_qos())
-        self.proprio_pub = c.create_publisher(JointState, "/proprio", qos.proprio_qos())
+        self.proprio_pub = c.create_publisher(JointState, "/proprio", qos.sensor_qos())
         self.reset_client = c.create_client(Trigger, "/aura_mem/reset_memory")
 
     # -- driving

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from aura_mem_ros.bench import perf
+from aura_mem_dev.bench import perf
+from aura_mem_dev.bench.perf.pyspy import summarise_raw_profile
+from aura_mem_dev.bench.perf.result import PerfResult
+from aura_mem_dev.report.perf import render_markdown
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,6 +55,7 @@ def test_markdown_includes_the_node_section() -> None:
     result = {
         "meta": {
             "command": "x",
+            "host": "h",
             "date_utc": "d",
             "cpu": "c",
             "cpus": 2,
@@ -65,6 +69,10 @@ def test_markdown_includes_the_node_section() -> None:
         },
         "aura_step_us": {"1": step},
         "kv_step_us": {"1": step},
+        "aura_step_p50_us_by_round": {"1": [200.0]},
+        "kv_step_p50_us_by_round": {"1": [200.0]},
+        "rounds": 1,
+        "aura_run_seconds": 1.0,
         "aura_state_bytes": {"1": 4224},
         "kv_state_bytes": {"1": 256},
         "aura_reference_step_us": step,
@@ -91,19 +99,28 @@ def test_markdown_includes_the_node_section() -> None:
             "seconds": 3.0,
             "rss_series": [(0.0, 1, 300.0)],
         },
-        "node_profile": perf.summarise_raw_profile(
+        "node_profile": summarise_raw_profile(
             "thread (1);_infer (aura_mem_ros/ros/aura_node.py:385);step (x.py:3) 30\n"
             "thread (1);wait (threading.py:320) 70\n"
         ),
     }
-    text = perf.render_markdown(result)
+    text = render_markdown(PerfResult.from_dict(result))
     assert "node p95 <= 25 ms at 30 Hz" in text and "| yes |" in text
     assert "_infer (aura_mem_ros/ros/aura_node.py)" in text
 
 
 def test_raw_profile_separates_idle_from_busy_samples() -> None:
-    summary = perf.summarise_raw_profile(
+    summary = summarise_raw_profile(
         "a (m.py:1);b (m.py:2) 3\na (m.py:1);wait (threading.py:320) 5\nbad line\n"
     )
     assert summary["busy_samples"] == 3 and summary["idle_samples"] == 5
     assert {r["function"] for r in summary["top_inclusive"]} == {"a (m.py)", "b (m.py)"}
+
+
+def test_saved_results_read_back_unchanged() -> None:
+    """The committed JSON is what the typed result writes: --render works on it."""
+    from ros_harness import REPO_ROOT
+
+    for name in ("perf.json", "perf_soak.json"):
+        data = json.loads((REPO_ROOT / "docs" / "results" / name).read_text())
+        assert PerfResult.from_dict(data).to_dict() == data

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from aura_mem_dev.simbag import write_sim_bag
 from aura_mem_ros.retrain.cli import main
-from aura_mem_ros.retrain.simbag import write_sim_bag
 
 pytestmark = pytest.mark.timeout(120)
 BUDGET = 0.2
@@ -52,10 +52,10 @@ def test_train_lowers_validation_error_within_budget_and_node_loads_it(tmp_path)
     assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
 
     # What the node does with -p aura_checkpoint:=OUT -p backbone:=mini.
-    from aura_mem_ros.backbones import make_backbone
-    from aura_mem_ros.ros.pipeline import build_runtime
+    from aura_mem_ros.serving import ServingSpec
 
-    runtime, _ = build_runtime(make_backbone("mini"), str(out), "learned", None, 0)
+    spec = ServingSpec.from_params({"backbone": "mini", "aura_checkpoint": str(out)})
+    runtime, _ = spec.build_runtime(spec.build_backbone())
     assert runtime.config.target_write_rate == BUDGET
     base = np.zeros((1, 7), np.float32)
     step = runtime.select_action(np.zeros(runtime.config.d_model, np.float32), base)

@@ -22,7 +22,7 @@ def test_sim_runs_seeded_episodes_driven_by_its_expert_topic(
     sim = MiniGridSimNode(context=ros_context, defaults=params)
     executor.add_node(sim)
     policy = make_node("fake_policy")
-    action_pub = policy.create_publisher(AuraAction, "aura_mem/action", qos.action_qos())
+    action_pub = policy.create_publisher(AuraAction, "aura_mem/action", qos.reliable_qos())
     results: list[EpisodeResult] = []
     headings: list[float] = []
     images: dict[tuple[int, int], Image] = {}
@@ -46,12 +46,12 @@ def test_sim_runs_seeded_episodes_driven_by_its_expert_topic(
         expert[key] = list(msg.action)
         reply(key)
 
-    policy.create_subscription(Image, "image", on_image, qos.camera_qos())
-    policy.create_subscription(AuraAction, "expert/action", on_expert, qos.action_qos())
+    policy.create_subscription(Image, "image", on_image, qos.sensor_qos())
+    policy.create_subscription(AuraAction, "expert/action", on_expert, qos.reliable_qos())
     policy.create_subscription(
-        JointState, "proprio", lambda m: headings.append(m.position[0]), qos.proprio_qos()
+        JointState, "proprio", lambda m: headings.append(m.position[0]), qos.sensor_qos()
     )
-    policy.create_subscription(EpisodeResult, "episode_result", results.append, qos.action_qos())
+    policy.create_subscription(EpisodeResult, "episode_result", results.append, qos.reliable_qos())
     try:
         assert spin_until(executor, lambda: len(results) == 2, 30.0), sim.results
         assert [r.seed for r in results] == [1_000_777, 1_000_778]
@@ -62,3 +62,41 @@ def test_sim_runs_seeded_episodes_driven_by_its_expert_topic(
     finally:
         executor.remove_node(sim)
         sim.destroy_node()
+
+
+def test_sim_calls_the_reset_service_only_when_told_to(ros_context, make_node) -> None:
+    """reset_between_episodes false: no reset client, so no ~/reset_memory call between
+    episodes (a server counts the calls); true: one call at every episode start."""
+    from std_srvs.srv import Trigger
+
+    executor = SingleThreadedExecutor(context=ros_context)
+    server = make_node("fake_aura_mem")
+    calls: list[int] = []
+
+    def on_reset(request, response):
+        calls.append(1)
+        response.success = True
+        return response
+
+    server.create_service(Trigger, "aura_mem/reset_memory", on_reset)
+    executor.add_node(server)
+    for between, expected in ((False, 0), (True, 2)):
+        calls.clear()
+        sim = MiniGridSimNode(
+            context=ros_context,
+            defaults=SimParams(episodes=2, reset_between_episodes=between, proprio_lead_s=0.0),
+        )
+        executor.add_node(sim)
+        try:
+            assert (sim._reset_cli is None) is not between
+            if between:
+                assert spin_until(executor, sim._reset_cli.service_is_ready, 5.0)
+            for _ in range(2):
+                sim._begin_episode()
+                done = sim._waiting_reset
+                if done is not None:
+                    assert spin_until(executor, done.done, 5.0)
+            assert len(calls) == expected
+        finally:
+            executor.remove_node(sim)
+            sim.destroy_node()

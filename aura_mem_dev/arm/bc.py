@@ -61,7 +61,7 @@ class BCConfig:
 
 
 # Training seeds: the backbone's below 200_000, AURA's from 300_000, validation 900_000;
-# evaluation (benchmark, demo, tests) from 1_000_000 (aura_mem_ros.training.seeds).
+# evaluation (benchmark, demo, tests) from 1_000_000 (aura_mem_dev.training.seeds).
 BC_SEED_BASE = 0
 VALIDATION_SEED_BASE = 900_000
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aura_mem_ros.bench.closed_loop import wilson_interval
-from aura_mem_ros.training.seeds import EVAL_SEED_BASE, check_eval_seed
+from aura_mem_dev.bench.closed_loop import wilson_interval
+from aura_mem_dev.training.seeds import EVAL_SEED_BASE, check_eval_seed
 
 ARMS: tuple[str, ...] = ("memoryless", "always_kv", "always_aura", "aura", "random", "periodic")
 NEVER_RESET_SEED_OFFSET = 1_100_000  # disjoint from the panel's seeds
@@ -79,13 +79,14 @@ def per_episode(eps: list) -> list[dict]:
 
 
 def make_runtime(arm: str, root: Path, layer, rate: float | None, seed: int):
-    from aura_mem_dev.arm.memory import KVCacheRuntime, load_kv
+    from aura_mem_dev.arm.memory import load_kv
+    from aura_mem_ros.core.kv import KVRuntime
     from aura_mem_ros.core.runtime import AuraRuntime
 
     if arm == "memoryless":
         return None
     if arm == "always_kv":
-        return KVCacheRuntime(load_kv(root / "kv"))
+        return KVRuntime(load_kv(root / "kv"))
     if arm in ("random", "periodic"):
         return AuraRuntime(layer, gate=arm, threshold=max(rate or 0.0, 1e-6), seed=seed)
     return AuraRuntime(layer, gate="always" if arm == "always_aura" else "learned")

@@ -9,9 +9,9 @@ No oracle write schedule, no privileged signal: only expert action labels throug
 chunk loss. Issue 17's "one trainer" replaces the body of this function and nothing else.
 
 The KV arm is ``core.baselines.KVCacheMemory`` (attention over every past step's key and
-value, 256 bytes per step, learned ALiBi recency), chosen over ``training/kv_baseline``
-because it takes 8 x 7 chunks (the latter is discrete-only); it is trained by the same
-trainer with ``gate="always"`` on the same sequences.
+value, 256 bytes per step, learned ALiBi recency), chosen over ``core.kv.KVMemory`` because
+it takes 8 x 7 chunks (the latter is discrete-only); it is trained by the same trainer with
+``gate="always"`` on the same sequences and stepped by the one KV runtime, ``core.kv.KVRuntime``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import torch
 
 from aura_mem_dev.arm.sequences import ArmSequences
 from aura_mem_ros.core.aura import AuraLayer
-from aura_mem_ros.core.baselines import KVCacheMemory, KVState
+from aura_mem_ros.core.baselines import KVCacheMemory
 from aura_mem_ros.core.checkpoint import init_aura
 from aura_mem_ros.core.config import AuraConfig
-from aura_mem_ros.core.runtime import RuntimeStep
 from aura_mem_ros.core.train import TrainConfig, TrainResult, train_aura
 
 KV_WEIGHTS = "kv.safetensors"
@@ -143,36 +142,6 @@ def fit_kv(seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str) -> tuple[KVCac
     )
     tail = result.history[-max(1, iterations // 10) :]
     return model.eval(), {"final_l1": float(np.mean([h["loss"] for h in tail]))}
-
-
-class KVCacheRuntime:
-    """Batch-1 closed-loop view of KVCacheMemory: appends one key/value per chunk request."""
-
-    gate = "always"
-
-    def __init__(self, model: KVCacheMemory) -> None:
-        self.model = model.eval()
-        self.config = model.config
-        self.reset()
-
-    def reset(self) -> None:
-        self._state: KVState = self.model.init_state(1)
-        self.steps = 0
-        self.writes = 0
-
-    @property
-    def state_nbytes(self) -> int:
-        return self._state.nbytes
-
-    def select_action(self, features: np.ndarray, base_action: np.ndarray) -> RuntimeStep:
-        with torch.no_grad():
-            x = torch.from_numpy(np.asarray(features, dtype=np.float32))[None]
-            base = torch.from_numpy(np.asarray(base_action, dtype=np.float32))[None]
-            out = self.model.step(x, base, self._state)
-        self._state = out.state
-        self.steps += 1
-        self.writes += 1
-        return RuntimeStep(out.action[0].numpy().astype(np.float32), True, 1.0)
 
 
 def save_kv(model: KVCacheMemory, directory: Path) -> None:

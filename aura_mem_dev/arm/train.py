@@ -98,7 +98,6 @@ class _Seeds:
 def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     from aura_mem_dev.arm.data import collect, expert_driver
     from aura_mem_dev.arm.memory import (
-        KVCacheRuntime,
         MemoryTrainConfig,
         fit_aura,
         fit_kv,
@@ -107,6 +106,7 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     from aura_mem_dev.arm.sequences import ArmSequences, cue_probe_accuracy
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
     from aura_mem_ros.core.checkpoint import save_aura
+    from aura_mem_ros.core.kv import KVRuntime
     from aura_mem_ros.core.runtime import AuraRuntime
     from aura_mem_ros.sim.arm.env import ArmTaskConfig
     from aura_mem_ros.sim.arm.loop import ChunkAgent
@@ -179,12 +179,12 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     eps = collect(
         task,
         seeds.take(cfg.kv_round_episodes),
-        lambda s: agent_driver(ChunkAgent(backbone, KVCacheRuntime(kv)), 0.0, s),
+        lambda s: agent_driver(ChunkAgent(backbone, KVRuntime(kv)), 0.0, s),
         progress="KV rollouts",
     )
     seqs.add(net, eps)
     kv, kv_stats = fit_kv(seqs, replace(mcfg, seed=mcfg.seed + 100), "KV round 1")
-    kv_val = closed_loop(task, ChunkAgent(backbone, KVCacheRuntime(kv)), val)
+    kv_val = closed_loop(task, ChunkAgent(backbone, KVRuntime(kv)), val)
     tqdm.write(f"KV final: {kv_val}")
     save_kv(kv, out / "kv")
     report["kv"] = {"fit": kv_stats, "validation": kv_val}

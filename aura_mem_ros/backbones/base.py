@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +33,12 @@ class Observation:
 class BackboneOutput:
     """features: float32 (d_model,); action: float32 (chunk_size, action_dim).
 
-    For a discrete-action backbone ``action`` holds logits with chunk_size 1.
+    For a discrete-action backbone ``action`` holds logits with chunk_size 1. A GPU backbone
+    may return ``features`` as a torch tensor on its ``device`` (the AURA runtime is placed
+    there, so the vector never crosses to the host).
     """
 
-    features: np.ndarray
+    features: Any
     action: np.ndarray
 
 
@@ -53,6 +56,11 @@ class Backbone(ABC):
     discrete: bool = False
     num_images: int = 1
     proprio_dim: int | None = None
+    device: str = "cpu"  # where ``features`` live; the AURA runtime runs there
+
+    def describe(self) -> str:
+        """One line for the configure log: the conventions and checks that are active."""
+        return f"{self.name}: device={self.device}"
 
     def reset(self) -> None:  # noqa: B027 - most backbones are stateless
         """Forget any per-episode state (called when memory is reset)."""

@@ -3,7 +3,7 @@
 A small CNN over the 56x56 RGB agent view (one 8x8 patch per MiniGrid tile), a hashed
 bag-of-words embedding of the instruction and the heading -> ``d_model`` features and 7
 action logits. It was trained WITHOUT memory (behaviour cloning + DAgger, see
-``aura_mem_ros/training``), so on MiniGrid-MemoryS11/S13 it cannot beat ~50%: remembering
+``aura_mem_dev/training``), so on MiniGrid-MemoryS11/S13 it cannot beat ~50%: remembering
 the cue is AURA-Mem's job.
 
 Proprio convention: ``proprio`` is a float32 array of shape (1,) holding the heading in
@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from torch import nn
 
 from aura_mem_ros.backbones.base import Backbone, BackboneError, BackboneOutput, Observation
 from aura_mem_ros.backbones.registry import register_backbone
+from aura_mem_ros.validation import from_dict, require_positive_ints
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mini"
 WEIGHTS_FILE = "model.safetensors"
@@ -54,10 +55,7 @@ class MiniConfig:
         self.validate()
 
     def validate(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"MiniConfig.{f.name} must be a positive int, got {value!r}")
+        require_positive_ints(self)
         if self.image_size % self.tile_size:
             raise ValueError("image_size must be a multiple of tile_size")
 
@@ -70,11 +68,7 @@ class MiniConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MiniConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown MiniConfig keys: {unknown}")
-        return cls(**data)
+        return from_dict(cls, data)
 
 
 def tokenize(text: str, cfg: MiniConfig) -> list[int]:

@@ -1,85 +1,149 @@
-"""``openvla_oft``: OpenVLA-OFT 7B (LIBERO setup) as a frozen backbone, from a LOCAL directory.
+"""``openvla_oft``: OpenVLA-OFT (7B, LIBERO setup by default) as a frozen backbone, from a LOCAL
+directory.
 
 What the memory reads: the last-layer hidden states of the 56 action tokens (8 steps x 7
-dims, 4096 wide), reduced to one 4096-vector (``feature_reduction``). What it corrects: the
-unnormalised 8 x 7 action chunk of the L1 regression head.
+dims, 4096 wide), reduced to one 4096-vector (``feature_reduction``), left on the model's
+device (the AURA runtime runs beside them). What it corrects: the unnormalised 8 x 7 action
+chunk of the L1 regression head, after the deployment conventions below.
 
-Refuses to start, with a message saying what to fix, when: the directory or its files are
-missing (nothing is ever downloaded), the unnormalisation key is absent, CUDA is absent,
-the transformers version is not the OFT fork's 4.40.1 (newer versions silently give the same
-action for every image), or the ``prismatic`` package (the OFT repo, which defines the
-heads) is not importable. After loading, a self-check feeds two different images and
-refuses if the actions are identical.
+Loading (``load_components``), in this order, each step refusing with a message that says
+what to fix: the directory and its files (nothing is ever downloaded; the hub libraries are
+switched offline before transformers is imported); the device; the checkpoint's action head
+and proprio projector dims against ``platform``; upstream's classes imported with a
+sanitized ``sys.argv`` and the constants they bound checked against the checkpoint; the
+installed transformers probed for the OFT fork's BIDIRECTIONAL attention (PyPI's 4.40.1 has
+the same version string); then the model, built from the INSTALLED upstream classes (the
+checkpoint's own ``*_prismatic.py`` are never executed, only compared and reported), with
+``attn_implementation="sdpa"``, the path the probe tested; finally a self-check that two
+different images give different actions.
 
-NEVER RUN AGAINST THE REAL WEIGHTS in this project (no GPU with the weights here): the
-preprocessing, proprio normalisation, feature reduction, call sequence and every refusal
-are tested on CPU with a stand-in of the same call signature. Known approximation: images are
-resized with OpenCV (JPEG round trip + area/Lanczos resize), not TensorFlow's lanczos3.
+Conventions are explicit constructor arguments (the node passes ``backbone_args``), with two
+documented presets, and ``describe()`` says which are active:
+
+    conventions   image_rotation  gripper (last action dim)
+    libero        180             rescale [0,1]->[-1,1], binarize (sign), invert: upstream's
+                                  run_libero_eval (LIBERO renders upside down; its env wants
+                                  -1 = open, +1 = close)
+    real_arm      0               unchanged: the model's own [0, 1], 0 = close, 1 = open
+
+Any of ``image_rotation``, ``gripper_rescale``, ``gripper_binarize``, ``gripper_invert``
+overrides the preset. The gripper conversion happens here, before the AURA layer, so the
+memory, the published action and recorded bags all use the robot's convention.
+
+Images follow upstream's TensorFlow path exactly, in numpy (``oft_preprocess.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from aura_mem_ros.backbones import oft_preprocess
+from aura_mem_ros.backbones import oft_runtime_check as rc
 from aura_mem_ros.backbones.base import Backbone, BackboneError, BackboneOutput, Observation
 from aura_mem_ros.backbones.registry import register_backbone
 
-IMAGE_SIZE = 224
+# No network, ever, and before anything below can import transformers: a missing file must
+# fail, not start a 15 GB download. (force_offline also covers an earlier import.)
+rc.force_offline()
+
+IMAGE_SIZE = oft_preprocess.IMAGE_SIZE
 NUM_ACTIONS_CHUNK = 8
 ACTION_DIM = 7
 PROPRIO_DIM = 8
 HIDDEN_DIM = 4096
-CENTER_CROP_AREA = 0.9
-JPEG_QUALITY = 95  # TensorFlow's encode_jpeg default, used by the OFT training pipeline
-REQUIRED_TRANSFORMERS = "4.40.1"  # the moojink/transformers-openvla-oft fork reports this
+REQUIRED_TRANSFORMERS = "4.40.1"  # PyPI's and the OFT fork's: the probe tells them apart
 FEATURE_REDUCTIONS = ("mean", "first_step")
 SELF_CHECK_MIN_DIFF = 1e-4
+ATTN_IMPLEMENTATION = "sdpa"  # the only attention the fork makes bidirectional
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """How camera images and the gripper command are converted at deployment."""
+
+    image_rotation: int = 0  # degrees counter-clockwise, applied to every camera first
+    gripper_rescale: bool = False  # [0, 1] -> [-1, 1]
+    gripper_binarize: bool = False  # sign() after rescaling
+    gripper_invert: bool = False  # flip the sign
+
+    def describe(self) -> str:
+        grip = [
+            name
+            for name, on in (
+                ("rescale [0,1]->[-1,1]", self.gripper_rescale),
+                ("binarize", self.gripper_binarize),
+                ("invert", self.gripper_invert),
+            )
+            if on
+        ]
+        return (
+            f"image_rotation={self.image_rotation} deg; gripper: "
+            f"{', '.join(grip) if grip else 'as the model outputs it ([0,1], 1 = open)'}"
+        )
+
+
+CONVENTION_PRESETS = {
+    "libero": Conventions(180, True, True, True),
+    "real_arm": Conventions(0, False, False, False),
+}
+
+
+def make_conventions(
+    preset: str,
+    image_rotation: int | None = None,
+    gripper_rescale: bool | None = None,
+    gripper_binarize: bool | None = None,
+    gripper_invert: bool | None = None,
+) -> Conventions:
+    if preset not in CONVENTION_PRESETS:
+        raise ValueError(f"openvla_oft: conventions {preset!r} not in {sorted(CONVENTION_PRESETS)}")
+    base = CONVENTION_PRESETS[preset]
+    c = Conventions(
+        base.image_rotation if image_rotation is None else int(image_rotation),
+        base.gripper_rescale if gripper_rescale is None else bool(gripper_rescale),
+        base.gripper_binarize if gripper_binarize is None else bool(gripper_binarize),
+        base.gripper_invert if gripper_invert is None else bool(gripper_invert),
+    )
+    if c.image_rotation not in oft_preprocess.ROTATIONS:
+        raise ValueError(f"openvla_oft: image_rotation must be one of {oft_preprocess.ROTATIONS}")
+    if c.gripper_binarize and not c.gripper_rescale:
+        raise ValueError(
+            "openvla_oft: gripper_binarize without gripper_rescale would take the sign of a "
+            "[0, 1] value (always +1); enable gripper_rescale too"
+        )
+    return c
+
+
+def postprocess_gripper(action: np.ndarray, c: Conventions) -> np.ndarray:
+    """upstream normalize_gripper_action + invert_gripper_action on the last dimension."""
+    out = action.copy()
+    if c.gripper_rescale:
+        out[..., -1] = 2.0 * out[..., -1] - 1.0
+    if c.gripper_binarize:
+        out[..., -1] = np.sign(out[..., -1])
+    if c.gripper_invert:
+        out[..., -1] *= -1.0
+    return out
 
 
 def build_prompt(instruction: str) -> str:
     return f"In: What action should the robot take to {instruction.lower()}?\nOut:"
 
 
-def prepare_image(image: np.ndarray, center_crop: bool = True) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> RGB uint8 (224, 224, 3) the way OFT was trained.
-
-    JPEG round trip (the training images were JPEG-encoded), resize to 224, then optionally
-    the 90%-area center crop resized back to 224 (what the LIBERO evaluation used).
-    """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise BackboneError(
-            f"openvla_oft wants RGB uint8 (H, W, 3), got {image.dtype} {image.shape}"
-        )
-    if image.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
-        ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise BackboneError("JPEG encoding of the camera image failed")
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
-        shrinking = image.shape[0] > IMAGE_SIZE or image.shape[1] > IMAGE_SIZE
-        image = cv2.resize(
-            image,
-            (IMAGE_SIZE, IMAGE_SIZE),
-            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4,
-        )
-    if center_crop:
-        crop = round(IMAGE_SIZE * math.sqrt(CENTER_CROP_AREA))
-        off = (IMAGE_SIZE - crop) // 2
-        image = cv2.resize(
-            image[off : off + crop, off : off + crop],
-            (IMAGE_SIZE, IMAGE_SIZE),
-            interpolation=cv2.INTER_LINEAR,
-        )
-    return np.ascontiguousarray(image, dtype=np.uint8)
+def prepare_image(image: np.ndarray, center_crop: bool = True, rotation: int = 0) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> RGB uint8 (224, 224, 3) exactly as upstream prepares it."""
+    try:
+        return oft_preprocess.prepare_image(image, center_crop, rotation)
+    except oft_preprocess.PreprocessError as exc:
+        raise BackboneError(f"openvla_oft: {exc}") from exc
 
 
 def normalize_proprio(proprio: np.ndarray, stats: Mapping[str, Any]) -> np.ndarray:
@@ -93,30 +157,32 @@ def normalize_proprio(proprio: np.ndarray, stats: Mapping[str, Any]) -> np.ndarr
     return np.clip(np.where(mask, scaled, proprio), -1.0, 1.0).astype(np.float32)
 
 
-def reduce_action_hidden_states(hidden: Any, mode: str = "mean") -> np.ndarray:
-    """(1, 56, 4096) or (56, 4096) action-token hidden states -> float32 (4096,).
+def reduce_action_hidden_states(
+    hidden: Any, mode: str = "mean", chunk: int = NUM_ACTIONS_CHUNK, action_dim: int = ACTION_DIM
+) -> Any:
+    """(1, chunk*dim, hidden) or (chunk*dim, hidden) action-token states -> float32 (hidden,).
 
-    mean: over all 56 tokens (the whole chunk). first_step: over the 7 tokens of the first
-    action of the chunk (the one executed next).
+    mean: over all tokens (the whole chunk). first_step: over the ``action_dim`` tokens of
+    the first action of the chunk (the one executed next). A torch tensor stays a tensor on
+    its device (the AURA runtime reads it there); anything else becomes numpy.
     """
-    arr = hidden.float().cpu().numpy() if hasattr(hidden, "float") else np.asarray(hidden)
-    arr = arr.astype(np.float32, copy=False)
+    if mode not in FEATURE_REDUCTIONS:
+        raise ValueError(f"feature_reduction {mode!r} not in {FEATURE_REDUCTIONS}")
+    is_tensor = hasattr(hidden, "float") and hasattr(hidden, "device")
+    arr = hidden.float() if is_tensor else np.asarray(hidden, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
-    tokens = NUM_ACTIONS_CHUNK * ACTION_DIM
+    tokens = chunk * action_dim
     if arr.ndim != 2 or arr.shape[0] != tokens:
         raise BackboneError(
-            f"action hidden states have shape {arr.shape}, expected (1, {tokens}, hidden)"
+            f"action hidden states have shape {tuple(arr.shape)}, expected (1, {tokens}, hidden)"
         )
-    if mode == "mean":
-        out = arr.mean(axis=0)
-    elif mode == "first_step":
-        out = arr[:ACTION_DIM].mean(axis=0)
-    else:
-        raise ValueError(f"feature_reduction {mode!r} not in {FEATURE_REDUCTIONS}")
-    if not np.all(np.isfinite(out)):
+    part = arr if mode == "mean" else arr[:action_dim]
+    out = part.mean(0) if is_tensor else part.mean(axis=0).astype(np.float32)
+    finite = bool(out.isfinite().all()) if is_tensor else bool(np.all(np.isfinite(out)))
+    if not finite:
         raise BackboneError("action hidden states contain NaN/inf")
-    return out.astype(np.float32)
+    return out
 
 
 def _strip_ddp_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,6 +214,8 @@ class OftComponents:
     norm_stats: dict[str, Any]
     device: str = "cuda"
     dtype: Any = None  # torch dtype of the inputs; bfloat16 for the real model
+    hidden_dim: int = HIDDEN_DIM
+    report: dict[str, Any] = field(default_factory=dict)  # what the loader verified
 
 
 def check_model_dir(model_dir: str, unnorm_key: str, use_proprio: bool) -> dict[str, Any]:
@@ -179,22 +247,32 @@ def check_model_dir(model_dir: str, unnorm_key: str, use_proprio: bool) -> dict[
     return stats
 
 
-def check_runtime(allow_other_transformers: bool = False) -> None:
-    """CUDA, the pinned transformers and the OFT ``prismatic`` package, or a clear refusal."""
+def resolve_device(device: str, dtype: str) -> tuple[str, Any]:
+    """(device, torch dtype); refuses CUDA where there is none. auto = bf16 on CUDA, fp32 on CPU."""
     import torch
 
-    if not torch.cuda.is_available():
+    if dtype not in DTYPES:
+        raise ValueError(f"openvla_oft: dtype {dtype!r} not in {DTYPES}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise BackboneError(
-            "openvla_oft needs a CUDA GPU (~16 GB in bf16); none is available. "
-            "Use the 'mini' backbone on CPU-only machines."
+            f"openvla_oft: device={device!r} but no CUDA GPU is available (the 7B model needs "
+            "~16 GB in bf16). Use device='cpu' only for tiny test checkpoints, or the 'mini' "
+            "backbone on CPU-only machines."
         )
+    if dtype == "auto":
+        dtype = "float32" if device == "cpu" else "bfloat16"
+    return device, getattr(torch, dtype)
+
+
+def check_runtime(allow_other_transformers: bool = False) -> None:
+    """The transformers release the fork is based on (>= 4.50 gives one action for every
+    image), or a clear refusal. The fork itself is recognised by behaviour, not here."""
     try:
         import transformers
     except ImportError as exc:
         raise BackboneError(
             "openvla_oft needs transformers from the OFT fork: pip install "
-            "'transformers @ git+https://github.com/moojink/"
-            "transformers-openvla-oft.git'"
+            "'transformers @ git+https://github.com/moojink/transformers-openvla-oft.git'"
         ) from exc
     if transformers.__version__ != REQUIRED_TRANSFORMERS and not allow_other_transformers:
         raise BackboneError(
@@ -202,13 +280,35 @@ def check_runtime(allow_other_transformers: bool = False) -> None:
             f"({REQUIRED_TRANSFORMERS}) is required: newer versions (>= 4.50) silently give the "
             "same action for every image. Set allow_other_transformers to override."
         )
+
+
+def checkpoint_dims(path: Path, use_proprio: bool) -> tuple[int, int, int, int | None]:
+    """(hidden, trained ACTION_DIM, head output dim, proprio dim) read from the head and
+    projector files without loading them (mmap)."""
+    import torch
+
+    head = _strip_ddp_prefix(
+        torch.load(find_one(path, "action_head"), map_location="cpu", weights_only=True, mmap=True)
+    )
     try:
-        import prismatic  # noqa: F401 - the OFT repo: action head and projector classes
-    except ImportError as exc:
+        out_dim, hidden = head["model.fc2.weight"].shape
+        flat = head["model.layer_norm1.weight"].shape[0]
+    except KeyError as exc:
         raise BackboneError(
-            "openvla_oft needs the openvla-oft repo installed (pip install -e "
-            "openvla-oft) for its action head and proprio projector"
+            f"openvla_oft: the action head is not an L1 regression head (no {exc})"
         ) from exc
+    proprio = None
+    if use_proprio:
+        proj = _strip_ddp_prefix(
+            torch.load(
+                find_one(path, "proprio_projector"),
+                map_location="cpu",
+                weights_only=True,
+                mmap=True,
+            )
+        )
+        proprio = int(proj["fc1.weight"].shape[1])
+    return int(hidden), flat // hidden, int(out_dim), proprio
 
 
 def load_components(
@@ -217,47 +317,70 @@ def load_components(
     num_images: int,
     use_proprio: bool,
     allow_other_transformers: bool = False,
+    platform: str = "libero",
+    device: str = "cuda",
+    dtype: str = "auto",
+    upstream_dir: str = "",
 ) -> OftComponents:
-    """Load the real model on CUDA in bf16. Never run in this project's CI."""
+    """Load the real model (see the module docstring for the order of checks)."""
+    rc.force_offline()
     stats = check_model_dir(model_dir, unnorm_key, use_proprio)
-    check_runtime(allow_other_transformers)
-    # No network, ever: a missing file must fail here, not trigger a 15 GB download.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    import torch
-    from prismatic.extern.hf.configuration_prismatic import OpenVLAConfig
-    from prismatic.extern.hf.modeling_prismatic import OpenVLAForActionPrediction
-    from prismatic.extern.hf.processing_prismatic import (
-        PrismaticImageProcessor,
-        PrismaticProcessor,
-    )
-    from prismatic.models.action_heads import L1RegressionActionHead
-    from prismatic.models.projectors import ProprioProjector
-    from transformers import (
-        AutoConfig,
-        AutoImageProcessor,
-        AutoModelForVision2Seq,
-        AutoProcessor,
-    )
-
-    AutoConfig.register("openvla", OpenVLAConfig, exist_ok=True)
-    AutoImageProcessor.register(OpenVLAConfig, PrismaticImageProcessor, exist_ok=True)
-    AutoProcessor.register(OpenVLAConfig, PrismaticProcessor, exist_ok=True)
-    AutoModelForVision2Seq.register(OpenVLAConfig, OpenVLAForActionPrediction, exist_ok=True)
     path = Path(model_dir).expanduser()
-    vla = AutoModelForVision2Seq.from_pretrained(
+    device, torch_dtype = resolve_device(device, dtype)
+    expected = {p.word: p for p in rc.PLATFORMS}.get(platform)
+    if expected is None:
+        raise ValueError(
+            f"openvla_oft: platform {platform!r} not in {[p.word for p in rc.PLATFORMS]}"
+        )
+    hidden, trained_dim, head_dim, proprio_dim = checkpoint_dims(path, use_proprio)
+    if (trained_dim, head_dim) != (expected.action_dim,) * 2 or proprio_dim not in (
+        None,
+        expected.proprio_dim,
+    ):
+        raise BackboneError(
+            f"openvla_oft: the checkpoint's action head has action dim {head_dim} (trained with "
+            f"ACTION_DIM={trained_dim}) and its proprio projector proprio dim {proprio_dim}, but "
+            f"platform={platform!r} means {expected.action_dim} and {expected.proprio_dim}"
+        )
+    check_runtime(allow_other_transformers)
+    rc.add_upstream_to_path(upstream_dir)
+    up = rc.import_upstream(expected)
+    rc.check_constants(up, expected)
+    attn = rc.check_bidirectional_attention(ATTN_IMPLEMENTATION, device)
+    files = rc.compare_modeling_files(path, up)
+
+    import torch
+    from transformers import AutoTokenizer
+
+    config = up.configuration.OpenVLAConfig.from_pretrained(path, local_files_only=True)
+    vla = up.modeling.OpenVLAForActionPrediction.from_pretrained(
         path,
-        torch_dtype=torch.bfloat16,
+        config=config,
+        torch_dtype=torch_dtype,
+        attn_implementation=ATTN_IMPLEMENTATION,
         low_cpu_mem_usage=True,
-        trust_remote_code=True,
         local_files_only=True,
+        use_safetensors=True,
     )
+    loaded_attn = type(vla.language_model.model.layers[0].self_attn).__name__
+    if loaded_attn != attn:
+        raise BackboneError(
+            f"openvla_oft: the loaded language model uses {loaded_attn}, the bidirectional "
+            f"probe tested {attn}; refusing to run attention that was not verified"
+        )
     vla.vision_backbone.set_num_images_in_input(num_images)
-    vla = vla.eval().to("cuda")
+    vla = vla.eval().to(device)
     vla.norm_stats = stats
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True, local_files_only=True)
-    action_head = L1RegressionActionHead(
-        input_dim=HIDDEN_DIM, hidden_dim=HIDDEN_DIM, action_dim=ACTION_DIM
+    processor = up.processing.PrismaticProcessor(
+        image_processor=up.processing.PrismaticImageProcessor.from_pretrained(
+            path, local_files_only=True
+        ),
+        tokenizer=AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=False
+        ),
+    )
+    action_head = up.action_heads.L1RegressionActionHead(
+        input_dim=hidden, hidden_dim=hidden, action_dim=expected.action_dim
     )
     # weights_only=True: a .pt file is a pickle; never let it execute code.
     action_head.load_state_dict(
@@ -265,10 +388,10 @@ def load_components(
             torch.load(find_one(path, "action_head"), map_location="cpu", weights_only=True)
         )
     )
-    action_head = action_head.to(torch.bfloat16).to("cuda").eval()
+    action_head = action_head.to(torch_dtype).to(device).eval()
     projector = None
     if use_proprio:
-        projector = ProprioProjector(llm_dim=HIDDEN_DIM, proprio_dim=PROPRIO_DIM)
+        projector = up.projectors.ProprioProjector(llm_dim=hidden, proprio_dim=expected.proprio_dim)
         projector.load_state_dict(
             _strip_ddp_prefix(
                 torch.load(
@@ -276,12 +399,24 @@ def load_components(
                 )
             )
         )
-        projector = projector.to(torch.bfloat16).to("cuda").eval()
-    return OftComponents(vla, processor, action_head, projector, stats, "cuda", torch.bfloat16)
+        projector = projector.to(torch_dtype).to(device).eval()
+    report = {
+        "upstream": str(Path(up.modeling.__file__).parents[3]),
+        "attention": f"{attn} (bidirectional, probed)",
+        "constants": f"{expected.word.upper()} (chunk {expected.chunk}, action "
+        f"{expected.action_dim}, proprio {expected.proprio_dim})",
+        "checkpoint_code": files,
+        "offline": rc.offline_state(),
+    }
+    return OftComponents(
+        vla, processor, action_head, projector, stats, device, torch_dtype, hidden, report
+    )
 
 
 @register_backbone("openvla_oft")
 class OpenVlaOftBackbone(Backbone):
+    """See the module docstring. Defaults are upstream's LIBERO evaluation setup."""
+
     d_model = HIDDEN_DIM
     chunk_size = NUM_ACTIONS_CHUNK
     action_dim = ACTION_DIM
@@ -297,6 +432,15 @@ class OpenVlaOftBackbone(Backbone):
         feature_reduction: str = "mean",
         self_check: bool = True,
         allow_other_transformers: bool = False,
+        conventions: str = "libero",
+        image_rotation: int | None = None,
+        gripper_rescale: bool | None = None,
+        gripper_binarize: bool | None = None,
+        gripper_invert: bool | None = None,
+        platform: str = "libero",
+        device: str = "cuda",
+        dtype: str = "auto",
+        upstream_dir: str = "",
         components: OftComponents | None = None,
     ) -> None:
         if num_images not in (1, 2, 3):
@@ -305,16 +449,32 @@ class OpenVlaOftBackbone(Backbone):
             raise ValueError(
                 f"openvla_oft: feature_reduction {feature_reduction!r} not in {FEATURE_REDUCTIONS}"
             )
+        self.conventions = make_conventions(
+            conventions, image_rotation, gripper_rescale, gripper_binarize, gripper_invert
+        )
+        self.conventions_preset = conventions
         self.model_dir = model_dir
         self.unnorm_key = unnorm_key
         self.num_images = num_images
-        self.proprio_dim = PROPRIO_DIM if use_proprio else None
         self.center_crop = center_crop
         self.feature_reduction = feature_reduction
         # ``components`` is the test seam: CPU tests inject a stand-in with the same API.
         self._c = components or load_components(
-            model_dir, unnorm_key, num_images, use_proprio, allow_other_transformers
+            model_dir,
+            unnorm_key,
+            num_images,
+            use_proprio,
+            allow_other_transformers,
+            platform,
+            device,
+            dtype,
+            upstream_dir,
         )
+        plat = {p.word: p for p in rc.PLATFORMS}[platform]
+        self.chunk_size, self.action_dim = plat.chunk, plat.action_dim
+        self.proprio_dim = plat.proprio_dim if use_proprio else None
+        self.d_model = self._c.hidden_dim
+        self.device = str(self._c.device)
         if unnorm_key not in self._c.norm_stats:
             raise BackboneError(f"openvla_oft: unnorm_key {unnorm_key!r} has no statistics")
         if self_check:
@@ -341,7 +501,10 @@ class OpenVlaOftBackbone(Backbone):
             )
         from PIL import Image
 
-        pils = [Image.fromarray(prepare_image(img, self.center_crop)) for img in obs.images]
+        rotation = self.conventions.image_rotation
+        pils = [
+            Image.fromarray(prepare_image(img, self.center_crop, rotation)) for img in obs.images
+        ]
         prompt = build_prompt(obs.instruction)
         c = self._c
         inputs = c.processor(prompt, pils[0]).to(c.device, dtype=c.dtype)
@@ -361,6 +524,9 @@ class OpenVlaOftBackbone(Backbone):
                 action_head=c.action_head,
                 use_film=False,
             )
+            features = reduce_action_hidden_states(
+                hidden, self.feature_reduction, self.chunk_size, self.action_dim
+            )
         action = np.asarray(actions, dtype=np.float32)
         if action.shape != (self.chunk_size, self.action_dim):
             raise BackboneError(
@@ -369,8 +535,11 @@ class OpenVlaOftBackbone(Backbone):
             )
         if not np.all(np.isfinite(action)):
             raise BackboneError("openvla_oft returned NaN/inf actions")
-        features = reduce_action_hidden_states(hidden, self.feature_reduction)
-        return BackboneOutput(features=features, action=action)
+        if hasattr(features, "device") and self.device == "cpu":
+            features = features.numpy()  # on CPU the fused numpy AURA step reads numpy
+        return BackboneOutput(
+            features=features, action=postprocess_gripper(action, self.conventions)
+        )
 
     def check_images_matter(self) -> None:
         """Refuse to serve if two clearly different images give the same action chunk.
@@ -390,7 +559,8 @@ class OpenVlaOftBackbone(Backbone):
                 for _ in range(self.num_images)
             )
             outs.append(self.step(Observation(images, "pick up the object", proprio)).action)
-        diff = float(np.max(np.abs(outs[0] - outs[1])))
+        # the raw actions, not the binarised gripper: compare what the model computed
+        diff = float(np.max(np.abs(outs[0][:, :-1] - outs[1][:, :-1])))
         if diff < SELF_CHECK_MIN_DIFF:
             raise BackboneError(
                 f"openvla_oft self-check failed: two different images gave the same actions "
@@ -398,10 +568,29 @@ class OpenVlaOftBackbone(Backbone):
                 f"{REQUIRED_TRANSFORMERS}, or num_images not matching the checkpoint."
             )
 
+    def describe(self) -> str:
+        r = self._c.report
+        code = ", ".join(f"{k} {v}" for k, v in r.get("checkpoint_code", {}).items())
+        parts = [
+            f"device={self.device} dtype={str(self._c.dtype).replace('torch.', '')}",
+            f"conventions={self.conventions_preset} ({self.conventions.describe()})",
+            "images: upstream TF path in numpy (JPEG q95 + lanczos3 resize"
+            + (", 0.9-area centre crop)" if self.center_crop else ", no crop)"),
+            f"unnorm_key={self.unnorm_key} features={self.feature_reduction}",
+        ]
+        if r:
+            parts += [
+                f"constants={r['constants']}",
+                f"attention={r['attention']}",
+                f"upstream code={r['upstream']} (checkpoint files: {code})",
+                f"offline={r['offline']}",
+            ]
+        return "openvla_oft: " + "; ".join(parts)
+
     def model_id(self) -> str:
         h = hashlib.sha256(
             f"openvla_oft:{self.unnorm_key}:{self.num_images}:"
-            f"{self.feature_reduction}:{self.center_crop}".encode()
+            f"{self.feature_reduction}:{self.center_crop}:{self.conventions}".encode()
         )
         path = Path(self.model_dir).expanduser()
         # Config and statistics content plus weight file names and sizes: cheap (no hashing

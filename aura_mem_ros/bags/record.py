@@ -77,7 +77,7 @@ NODE_PARAMETERS = (
     "gate_threshold",
     "seed",
     "instruction",
-    "on_instruction_change",
+    "reset_policy",
     "write_rate_budget",
     "use_wrist_image",
     "use_compressed",

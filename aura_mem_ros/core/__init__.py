@@ -2,7 +2,8 @@
 
 Plain torch/numpy; never imports rclpy. Main entry points:
 
-- ``AuraConfig`` (config), ``AuraLayer`` (aura), ``AuraRuntime`` / ``RuntimeStep`` (runtime)
+- ``AuraConfig`` (config), ``AuraLayer`` (aura), ``AuraRuntime`` / ``RuntimeStep`` and the
+  ``MemoryRuntime`` protocol (runtime), the KV-cache baseline and its runtime (kv, baselines)
 - ``init_aura`` / ``save_aura`` / ``load_aura`` (checkpoint)
 - ``SequenceBatch`` / ``TrainConfig`` / ``train_aura`` / ``evaluate`` / ``calibrate_threshold``
   (train)
@@ -11,7 +12,7 @@ Plain torch/numpy; never imports rclpy. Main entry points:
 from aura_mem_ros.core.aura import AuraLayer, SequenceOutput, StepOutput
 from aura_mem_ros.core.checkpoint import init_aura, load_aura, save_aura
 from aura_mem_ros.core.config import AuraConfig
-from aura_mem_ros.core.runtime import AuraRuntime, RuntimeStep
+from aura_mem_ros.core.runtime import AuraRuntime, MemoryRuntime, RuntimeStep
 from aura_mem_ros.core.train import (
     SequenceBatch,
     TrainConfig,
@@ -25,6 +26,7 @@ __all__ = [
     "AuraConfig",
     "AuraLayer",
     "AuraRuntime",
+    "MemoryRuntime",
     "RuntimeStep",
     "SequenceBatch",
     "SequenceOutput",

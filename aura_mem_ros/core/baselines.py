@@ -5,7 +5,8 @@ arguments are accepted and ignored: they write every step) and use the same zero
 residual head, so every method starts as the base policy.
 
 - KVCacheMemory: attention over every past (k, v), 32 + 32 fp32 = 256 bytes per step, with a
-  learned ALiBi recency bias (position information costs no state).
+  learned ALiBi recency bias (position information costs no state); stepped one observation
+  at a time by ``kv.KVRuntime``.
 - GRUMemory: an always-write GRU whose hidden state is the whole memory.
 
 The gated fast-weight baselines (always-write, reconstruction, similarity, random, periodic,
@@ -17,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the universal torch idiom
@@ -25,22 +25,7 @@ from torch import Tensor, nn
 
 from aura_mem_ros.core.aura import AuraLayer, ResidualHead, SequenceOutput, StepOutput
 from aura_mem_ros.core.config import AuraConfig
-
-
-class KVState(NamedTuple):
-    keys: Tensor  # (B, capacity, d_key); rows [0, length) are live
-    values: Tensor  # (B, capacity, d_val)
-    length: int
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of cached entries (the live rows; spare capacity is not counted)."""
-        batch = self.keys.shape[0]
-        row = (
-            self.keys.shape[2] * self.keys.element_size()
-            + self.values.shape[2] * self.values.element_size()
-        )
-        return batch * self.length * row
+from aura_mem_ros.core.kv import KVState, empty_kv_state
 
 
 def _always(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -59,10 +44,7 @@ class KVCacheMemory(nn.Module):
         self.head = ResidualHead(c.d_model, c.d_val, c.head_hidden, c.chunk_size, c.action_dim)
 
     def init_state(self, batch: int = 1, capacity: int = 64) -> KVState:
-        c = self.config
-        return KVState(
-            torch.zeros(batch, capacity, c.d_key), torch.zeros(batch, capacity, c.d_val), 0
-        )
+        return empty_kv_state(batch, self.config.d_key, self.config.d_val, capacity)
 
     def _attend(
         self, q: Tensor, keys: Tensor, values: Tensor, age: Tensor, allowed: Tensor | None
@@ -76,13 +58,7 @@ class KVCacheMemory(nn.Module):
 
     def append(self, x: Tensor, state: KVState) -> KVState:
         """The write half of a step: cache this step's (k, v) (in place; inference only)."""
-        keys, values, n = state
-        if n == keys.shape[1]:  # grow by doubling: amortised O(1) appends
-            keys = torch.cat([keys, torch.zeros_like(keys)], 1)
-            values = torch.cat([values, torch.zeros_like(values)], 1)
-        keys[:, n] = self.key(x)
-        values[:, n] = self.value(x)
-        return KVState(keys, values, n + 1)
+        return state.appended(self.key(x), self.value(x))
 
     def step(
         self,

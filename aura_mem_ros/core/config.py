@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from aura_mem_ros.validation import from_dict, require_positive_ints
+
+
+class BackboneShape(Protocol):
+    """What an AURA layer needs to know about its backbone (every ``Backbone`` has these)."""
+
+    d_model: int
+    chunk_size: int
+    action_dim: int
+    discrete: bool
 
 
 @dataclass(frozen=True)
@@ -42,14 +53,8 @@ class AuraConfig:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("d_model", "chunk_size", "action_dim", "d_key", "d_val"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"AuraConfig.{name} must be a positive int, got {value!r}")
-        for name in ("gate_hidden", "head_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"AuraConfig.{name} must be a positive int, got {value!r}")
+        sizes = ("d_model", "chunk_size", "action_dim", "d_key", "d_val", "gate_hidden")
+        require_positive_ints(self, (*sizes, "head_hidden"))
         if not isinstance(self.discrete, bool):
             raise ValueError(f"AuraConfig.discrete must be a bool, got {self.discrete!r}")
         if self.discrete and self.chunk_size != 1:
@@ -78,12 +83,16 @@ class AuraConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuraConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown AuraConfig keys {unknown}; known keys: {sorted(known)}")
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
-        missing = sorted(required - set(data))
-        if missing:
-            raise ValueError(f"AuraConfig is missing required keys {missing}")
-        return cls(**data)
+        return from_dict(cls, data)
+
+    @classmethod
+    def for_backbone(cls, backbone: BackboneShape, **overrides: Any) -> AuraConfig:
+        """The layer that fits ``backbone``'s features and action chunk (the one place a
+        config is derived from a backbone); ``overrides`` set the other fields."""
+        return cls(
+            d_model=backbone.d_model,
+            chunk_size=backbone.chunk_size,
+            action_dim=backbone.action_dim,
+            discrete=backbone.discrete,
+            **overrides,
+        )

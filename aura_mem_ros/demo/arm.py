@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from aura_mem_ros.backbones.arm_mini import DEFAULT_MODEL_DIR
-from aura_mem_ros.demo.runner import _reserve_domain, _shipped_params_file, _spawn, _stop
+from aura_mem_ros.demo.runner import _reserve_domain, _spawn, _stop
+from aura_mem_ros.ros.parameters import shipped_params_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,7 +31,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--gate", default="learned")
-    ap.add_argument("--never-reset", action="store_true", help="keep memory across episodes")
+    ap.add_argument(
+        "--no-reset",
+        "--never-reset",
+        dest="no_reset",
+        action="store_true",
+        help="never reset memory between episodes (reset_policy never, no reset calls)",
+    )
     ap.add_argument("--out-dir", type=Path, default=Path("demo_output"))
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds for the whole run")
     args = ap.parse_args(argv)
@@ -58,14 +65,16 @@ class ArmListener:
         self.steps: dict[int, list[dict]] = {}
         self.frames: dict[tuple[int, int], object] = {}
         self.state_bytes: int | None = None
-        self.node.create_subscription(String, "/arm_sim/step_info", self._on_step, qos.action_qos())
         self.node.create_subscription(
-            EpisodeResult, "/episode_result", self._on_result, qos.action_qos()
+            String, "/arm_sim/step_info", self._on_step, qos.reliable_qos()
         )
         self.node.create_subscription(
-            MemoryStats, "/aura_mem/stats", self._on_stats, qos.stats_qos()
+            EpisodeResult, "/episode_result", self._on_result, qos.reliable_qos()
         )
-        self.node.create_subscription(Image, "/image", self._on_image, qos.camera_qos())
+        self.node.create_subscription(
+            MemoryStats, "/aura_mem/stats", self._on_stats, qos.reliable_qos()
+        )
+        self.node.create_subscription(Image, "/image", self._on_image, qos.sensor_qos())
 
     def _on_image(self, msg) -> None:
         from aura_mem_ros.ros.image_conversion import image_to_rgb
@@ -134,11 +143,12 @@ def _commands(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     py = sys.executable
     names = "[" + ",".join(f'"{n}"' for n in PROPRIO_NAMES) + "]"
     node_cmd = [py, "-m", "aura_mem_ros.node", "--ros-args", "--params-file"]
-    node_cmd += [str(_shipped_params_file())]
+    node_cmd += [str(shipped_params_file())]
     for param in (
         "backbone:=arm_mini",
         f"gate:={args.gate}",
-        "on_instruction_change:=keep",
+        # service: the simulator's reset call between episodes clears memory; never: nothing.
+        f"reset_policy:={'never' if args.no_reset else 'service'}",
         f"proprio_joint_names:={names}",
         "action_min:=[-1.0]",
         "action_max:=[1.0]",
@@ -162,8 +172,8 @@ def _commands(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         "wait_for_observer:=true",
     ):
         sim_cmd += ["-p", param]
-    if args.never_reset:
-        sim_cmd += ["-p", "reset_service:=''"]
+    if args.no_reset:
+        sim_cmd += ["-p", "reset_between_episodes:=false"]
     return node_cmd, sim_cmd
 
 

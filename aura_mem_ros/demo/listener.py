@@ -23,13 +23,13 @@ class DemoListener:
         self.node = Node("aura_demo_listener")
         self.record: dict = {"results": [], "steps": {}, "state_bytes": None}
         self.node.create_subscription(
-            String, "/minigrid_sim/step_info", self._on_step, qos.action_qos()
+            String, "/minigrid_sim/step_info", self._on_step, qos.reliable_qos()
         )
         self.node.create_subscription(
-            EpisodeResult, "/episode_result", self._on_result, qos.action_qos()
+            EpisodeResult, "/episode_result", self._on_result, qos.reliable_qos()
         )
         self.node.create_subscription(
-            MemoryStats, "/aura_mem/stats", self._on_stats, qos.stats_qos()
+            MemoryStats, "/aura_mem/stats", self._on_stats, qos.reliable_qos()
         )
 
     def _on_step(self, msg: String) -> None:
@@ -40,6 +40,7 @@ class DemoListener:
         steps = self.record["steps"].get(int(msg.episode), [])
         writes = [s["step"] for s in steps if s["wrote"]]
         first = next((s["step"] for s in steps if s["cue_visible"]), None)
+        cue = steps[0].get("cue") if steps else None
         self.record["results"].append(
             {
                 "episode": int(msg.episode),
@@ -49,12 +50,13 @@ class DemoListener:
                 "writes": len(writes),
                 "cue_first_seen": first,
                 "write_steps": writes,
+                "cue": cue,
             }
         )
         print(
             f"episode {msg.episode:3d} seed {msg.seed}: "
             f"{'success' if msg.success else 'FAIL   '}  steps {msg.steps:3d}  "
-            f"writes {len(writes):2d} at steps {writes}  (cue first seen at step {first})",
+            f"writes {len(writes):2d} at steps {writes}  (cue {cue} first seen at step {first})",
             flush=True,
         )
 

@@ -3,11 +3,17 @@
 This process only orchestrates and listens (episode results, per-step info, memory stats);
 the control loop is sim <-> node over topics. It prints one line per episode and a summary,
 writes a PNG of the memory's writes in one episode, and stops both processes before exiting.
+
+``--no-reset``: the simulator never calls ``~/reset_memory`` (``reset_between_episodes:
+false``) and the node runs with ``reset_policy: never``, so the episodes are one long run for
+the memory, as on a robot that never resets. The summary then says whether the memory wrote
+when the cue changed from one episode to the next (a layer must overwrite the stale cue).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -16,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from ament_index_python.packages import get_package_share_directory
 from domain_coordinator import domain_id as reserve_domain_id
 
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
+from aura_mem_ros.ros.parameters import shipped_params_file
 
 KV_BYTES_PER_STEP = 256  # one 32-d fp32 key + one 32-d fp32 value per step (model card)
 
@@ -32,20 +38,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-steps", type=int, default=100)
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--gate", default="learned")
+    ap.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="never reset memory between episodes (reset_policy never, no reset calls)",
+    )
     ap.add_argument("--out-dir", type=Path, default=Path("demo_output"))
     ap.add_argument("--timeout", type=float, default=110.0, help="seconds for the whole run")
     args = ap.parse_args(argv)
     if args.episodes <= 0:
         ap.error("--episodes must be positive")
     return args
-
-
-def _shipped_params_file() -> Path:
-    """config/aura_mem.yaml of this checkout, else of the installed package (ament index)."""
-    in_tree = Path(__file__).resolve().parents[2] / "config" / "aura_mem.yaml"
-    if in_tree.is_file():
-        return in_tree
-    return Path(get_package_share_directory("aura_mem_ros")) / "config" / "aura_mem.yaml"
 
 
 def _reserve_domain() -> int:
@@ -104,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     # The node runs exactly as a user would start it: the shipped YAML (backbone mini, its
     # bundled AURA layer), plus only what this demo changes.
-    params_file = _shipped_params_file()
+    params_file = shipped_params_file()
     node_cmd = [py, "-m", "aura_mem_ros.node", "--ros-args", "--params-file", str(params_file)]
-    node_cmd += ["-p", f"gate:={args.gate}", "-p", "on_instruction_change:=keep"]
+    # service: the simulator's reset call between episodes clears memory; never: nothing does.
+    policy = "never" if args.no_reset else "service"
+    node_cmd += ["-p", f"gate:={args.gate}", "-p", f"reset_policy:={policy}"]
     if args.model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
         node_cmd += [
             # YAML single quotes: otherwise ROS parses the JSON text as a mapping.
@@ -130,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         f"max_steps:={args.max_steps}",
         "-p",
         "wait_for_observer:=true",
+        "-p",
+        f"reset_between_episodes:={'false' if args.no_reset else 'true'}",
     ]
     from aura_mem_ros.demo.listener import DemoListener
 
@@ -139,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         procs["aura_mem"] = _spawn(node_cmd, env, args.out_dir / "aura_mem.log")
         procs["minigrid_sim"] = _spawn(sim_cmd, env, args.out_dir / "minigrid_sim.log")
+        mode = "memory NEVER reset" if args.no_reset else "memory reset between episodes"
         print(
-            f"[demo] {args.env}: {args.episodes} episodes, seeds {args.seed_offset}.., "
+            f"[demo] {args.env}: {args.episodes} episodes, seeds {args.seed_offset}.., {mode}, "
             f"DDS domain {domain}; logs in {args.out_dir}/",
             flush=True,
         )
@@ -150,6 +158,30 @@ def main(argv: list[str] | None = None) -> int:
             _stop(proc, name)
         listener.close()
     return _report(args, record, time.monotonic() - t0)
+
+
+def cue_writes(results: list[dict]) -> dict[str, int]:
+    """Did memory write at each cue? Per episode: a write at or after the step the cue was
+    first seen. Among episodes whose cue differs from the previous episode's (what a memory
+    that is never reset must overwrite): in how many the policy looked at the cue at all (a
+    policy that trusts a stale memory may not turn back to look), and wrote after it."""
+    ordered = sorted(results, key=lambda r: r["episode"])
+
+    def wrote_on_cue(r: dict) -> bool:
+        seen = r.get("cue_first_seen")
+        return seen is not None and any(w >= seen for w in r["write_steps"])
+
+    new = [
+        r
+        for prev, r in itertools.pairwise(ordered)
+        if r.get("cue") is not None and r.get("cue") != prev.get("cue")
+    ]
+    return {
+        "episodes_with_cue_write": sum(wrote_on_cue(r) for r in ordered),
+        "new_cue_episodes": len(new),
+        "new_cue_episodes_seen": sum(r.get("cue_first_seen") is not None for r in new),
+        "new_cue_episodes_with_write": sum(wrote_on_cue(r) for r in new),
+    }
 
 
 def _report(args: argparse.Namespace, record: dict, seconds: float) -> int:
@@ -176,6 +208,15 @@ def _report(args: argparse.Namespace, record: dict, seconds: float) -> int:
             f"{KV_BYTES_PER_STEP * total_steps} bytes over this whole run without resets "
             f"(break-even at {state_bytes // KV_BYTES_PER_STEP + 1} steps)"
         )
+        cues = cue_writes(results)
+        print(
+            f"[demo] {'memory never reset' if args.no_reset else 'memory reset every episode'}: "
+            f"a write at or after the cue was first seen in {cues['episodes_with_cue_write']}"
+            f"/{n} episodes; the cue changed from the previous episode in "
+            f"{cues['new_cue_episodes']} episodes: the policy looked at the new cue in "
+            f"{cues['new_cue_episodes_seen']} of them and memory wrote after seeing it in "
+            f"{cues['new_cue_episodes_with_write']}"
+        )
     # Plot the episode whose cue came latest (among those that wrote): it shows best that
     # the write lands on the cue, several steps before the cue-dependent choice.
     candidates = [
@@ -198,6 +239,8 @@ def _report(args: argparse.Namespace, record: dict, seconds: float) -> int:
         json.dumps(
             {
                 "env": args.env,
+                "reset_between_episodes": not args.no_reset,
+                "cue_writes": cue_writes(results) if results else None,
                 "results": results,
                 "seconds": seconds,
                 "actions": {

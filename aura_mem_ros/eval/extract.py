@@ -6,10 +6,10 @@ that had arrived (bag receive time) when that image arrived, which is what the n
 When a backbone is given, it is run on each matched observation right away, so only features
 and base actions are kept (a 10-minute bag of 224x224 frames does not fit in memory).
 
-Memory resets in the recorded run are inferred from: an instruction change when the node's
-``on_instruction_change`` is ``reset``; an EpisodeResult (the simulator resets memory between
-episodes); ``step`` going backwards (node restart). ``~/reset_memory`` service calls leave no
-trace in a bag and are not seen.
+Memory resets in the recorded run are inferred from the node's ``reset_policy``: an
+instruction change under ``instruction_change``; an EpisodeResult (the simulator calls
+``~/reset_memory`` between episodes) unless the policy is ``never``; ``step`` going backwards
+(node restart). ``~/reset_memory`` service calls leave no trace in a bag and are not seen.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from aura_mem_ros import reset_policy
 from aura_mem_ros.bags.read import iter_bag_with_progress, node_parameters
 
 # A step's image arrives before its action; it is looked for among this many recent frames.
@@ -141,7 +142,7 @@ def extract(
     on each matched observation (in order, with ``reset_fn`` at each memory reset)."""
     bag = str(bag)
     params = dict(node_parameters(bag) or {}) | dict(params or {})
-    reset_on_instruction = params.get("on_instruction_change", "reset") == "reset"
+    policy = reset_policy.from_params(params)
     instruction = str(params.get("instruction") or "")
     proprio: np.ndarray | None = None
     wrist: np.ndarray | None = None
@@ -201,7 +202,7 @@ def extract(
         t_end = t_ns
         if topic == topics.instruction:
             if msg.data != instruction and msg.data.strip():
-                if instruction and reset_on_instruction:
+                if instruction and policy.resets_on_instruction:
                     instr_changes += 1
                 instruction = msg.data
                 instructions.append(instruction)
@@ -224,7 +225,8 @@ def extract(
             while len(pending) > MAX_PENDING_IMAGES:
                 pending.popitem(last=False)
         elif topic == topics.episode:
-            episode_marks += 1
+            if policy.resets_on_request:  # under "never" the simulator's reset call is refused
+                episode_marks += 1
             if hasattr(msg, "success"):
                 rows.setdefault("success", []).append(bool(msg.success))
         elif topics.target and topic == topics.target:

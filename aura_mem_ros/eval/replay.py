@@ -9,16 +9,20 @@ ones. Replaying the node's own gate must reproduce the recorded writes and actio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from aura_mem_ros.eval.extract import Recording
+
+if TYPE_CHECKING:  # the model is built lazily: `aura-mem-eval --no-replay` needs no torch
+    from aura_mem_ros.backbones import Backbone
+    from aura_mem_ros.core.aura import AuraLayer
+    from aura_mem_ros.serving import ActionClamp
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,12 @@ class ReplayResult:
 class ReplayModel:
     """The frozen backbone + AURA layer a recording is replayed with."""
 
-    backbone: Any
-    layer: Any
+    backbone: Backbone
+    layer: AuraLayer
     gate: str
     threshold: float | None
     seed: int
-    clamp: Any
+    clamp: ActionClamp
     checkpoint: str
     description: dict[str, Any]
 
@@ -91,50 +95,45 @@ def build_model(
     seed: int | None = None,
 ) -> ReplayModel:
     """The node's model from the bag's stored parameters, each overridable."""
-    from aura_mem_ros.backbones import make_backbone
-    from aura_mem_ros.ros.pipeline import BUNDLED, ActionClamp, build_runtime
+    from aura_mem_ros.serving import ServingSpec
 
-    name = backbone or params.get("backbone")
-    if not name:
+    if not (backbone or params.get("backbone")):
         raise ValueError(
             "the bag holds no node parameters (was the recorder started with the "
             "node running?): pass --backbone (and --backbone-args, --checkpoint)"
         )
-    args_text = backbone_args if backbone_args is not None else params.get("backbone_args", "{}")
-    kwargs = json.loads(args_text or "{}")
-    ckpt = checkpoint if checkpoint is not None else str(params.get("aura_checkpoint") or "")
-    bb = make_backbone(name, **kwargs)
-    if ckpt == BUNDLED:  # resolved exactly as the node resolves it
-        ckpt = bb.bundled_aura_checkpoint() or ""
+    spec = ServingSpec.from_params(
+        params,
+        backbone=backbone,
+        backbone_args=backbone_args,
+        aura_checkpoint=checkpoint,
+        gate=gate,
+        gate_threshold=threshold,
+        seed=seed,
+    )
+    bb = spec.build_backbone()
+    ckpt = spec.resolve_checkpoint(bb)  # resolved exactly as the node resolves it
     if ckpt and not Path(ckpt).is_dir():
         raise FileNotFoundError(
             f"AURA checkpoint {ckpt!r} (from the bag) is not here: pass "
             f"--checkpoint DIR (or --checkpoint '' for the untrained layer)"
         )
-    gate_name = gate or str(params.get("gate") or "learned")
-    if threshold is None:
-        t = params.get("gate_threshold")
-        threshold = None if t is None or float(t) < 0 else float(t)
-    seed = int(params.get("seed") or 0) if seed is None else seed
-    runtime, _ = build_runtime(bb, ckpt, gate_name, threshold, seed)
-    clamp = ActionClamp(
-        list(params.get("action_min") or []), list(params.get("action_max") or []), bb.action_dim
-    )
+    runtime, _ = spec.build_runtime(bb)
     return ReplayModel(
         bb,
         runtime.layer,
-        gate_name,
-        threshold,
-        seed,
-        clamp,
+        spec.gate,
+        spec.threshold,
+        spec.seed,
+        spec.clamp(bb),
         ckpt,
         {
-            "backbone": name,
-            "backbone_args": kwargs,
+            "backbone": spec.backbone,
+            "backbone_args": spec.backbone_args,
             "aura_checkpoint": ckpt,
-            "gate": gate_name,
-            "gate_threshold": threshold,
-            "seed": seed,
+            "gate": spec.gate,
+            "gate_threshold": spec.threshold,
+            "seed": spec.seed,
         },
     )
 

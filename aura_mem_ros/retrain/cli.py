@@ -2,9 +2,11 @@
 
 Data: camera frames + the action that should have been taken, on ``/teleop/action`` (or
 ``/expert/action``; AuraAction with header.stamp = the camera image's stamp). The frozen
-backbone runs once per frame; the AURA layer (memory, gate, residual head) is trained through
-time with core's trainer under a write budget, validated on held-out episodes at the
-threshold that meets the budget, and early-stopped on that validation error.
+backbone runs once per frame and its output is cached per bag (``retrain/features.py``: a
+second run on the same bags skips it; ``--ray`` spreads the bags over a Ray cluster's GPUs or
+CPUs). The AURA layer (memory, gate, residual head) is trained through time with core's
+trainer under a write budget, validated on held-out episodes at the threshold that meets the
+budget, and early-stopped on that validation error.
 
 Output (what the node loads with ``-p aura_checkpoint:=DIR``): aura.safetensors,
 aura_config.json (threshold calibrated to the budget), model_card.json, training_curve.png.
@@ -23,17 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from aura_mem_ros.bags.read import node_parameters
-from aura_mem_ros.eval.extract import Observed, Topics
-from aura_mem_ros.retrain.data import (
-    Episode,
-    extract_episodes,
-    find_target_topic,
-    to_batch,
-    windows,
-)
+from aura_mem_ros.eval.extract import Topics
+from aura_mem_ros.retrain import features
+from aura_mem_ros.retrain.data import Episode, to_batch, windows
+from aura_mem_ros.retrain.features import TrainingData, load_training_data
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from this checkpoint (fine-tune) instead of fresh")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    features.add_arguments(p)  # --feature-cache, --ray, --ray-workers
     return p
 
 
@@ -100,55 +96,23 @@ def _metrics(layer: Any, batch: Any, threshold: float | None) -> dict[str, float
     return {k: round(float(v), 6) for k, v in m.items()}
 
 
-def train_from_bags(args: argparse.Namespace) -> dict[str, Any]:
+def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) -> dict[str, Any]:
     import torch
 
-    from aura_mem_ros.backbones import make_backbone
-    from aura_mem_ros.backbones.base import Observation
     from aura_mem_ros.core.aura import AuraLayer
     from aura_mem_ros.core.checkpoint import init_aura, load_aura, save_aura
     from aura_mem_ros.core.config import AuraConfig
     from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, train_aura
 
+    # The frozen backbone's output per frame, from the feature cache or computed (on Ray with
+    # --ray); a training sweep passes it in, computed once for all its runs.
+    if data is None:
+        data = load_training_data(args)
+    # Seeded after the data: whether (and where) the backbone was built must not change the run.
     torch.manual_seed(args.seed)
-    params = dict(node_parameters(args.bags[0]) or {})
-    if args.instruction:
-        params["instruction"] = args.instruction
-    name = args.backbone or params.get("backbone")
-    if not name:
-        raise ValueError("no backbone: the bag holds no node parameters; pass --backbone")
-    bb_args = json.loads(
-        (args.backbone_args if args.backbone_args is not None else params.get("backbone_args"))
-        or "{}"
-    )
-    backbone = make_backbone(name, **bb_args)
-    target_topic = find_target_topic(args.bags, args.target_topic)
-    topics = Topics(
-        image=args.image_topic,
-        wrist=args.wrist_topic,
-        instruction=args.instruction_topic,
-        proprio=args.proprio_topic,
-        episode=args.episode_topic,
-        target=target_topic,
-    )
-
-    def step_fn(obs: Observed) -> tuple[np.ndarray, np.ndarray]:
-        out = backbone.step(
-            Observation(
-                tuple(obs.images[: backbone.num_images]),
-                obs.instruction,
-                obs.proprio if backbone.proprio_dim is not None else None,
-            )
-        )
-        return out.features, out.action
-
-    episodes: list[Episode] = []
-    for bag in args.bags:
-        episodes += extract_episodes(
-            bag, topics, step_fn, backbone.reset, params, args.episode_gap, progress=not args.quiet
-        )
-    if not episodes:
-        raise ValueError(f"no frame in {args.bags} has a {target_topic} message with its stamp")
+    backbone, target_topic = data.backbone, data.target_topic
+    name, bb_args = backbone.name, backbone.args
+    episodes = data.episodes()
     train_eps, val_eps = _split(episodes, args.val_fraction, args.seed)
     train_w = windows(train_eps, args.window)
     val_batch = to_batch(windows(val_eps, args.window), backbone.discrete)
@@ -159,14 +123,7 @@ def train_from_bags(args: argparse.Namespace) -> dict[str, Any]:
         layer = load_aura(args.init)
     else:
         layer = init_aura(
-            AuraConfig(
-                d_model=backbone.d_model,
-                chunk_size=backbone.chunk_size,
-                action_dim=backbone.action_dim,
-                discrete=backbone.discrete,
-                target_write_rate=args.budget,
-            ),
-            seed=args.seed,
+            AuraConfig.for_backbone(backbone, target_write_rate=args.budget), seed=args.seed
         )
     before = _metrics(layer, val_batch, None)
     rng = random.Random(args.seed)
@@ -269,6 +226,7 @@ def train_from_bags(args: argparse.Namespace) -> dict[str, Any]:
             "train_steps": sum(len(e) for e in train_eps),
             "val_steps": sum(len(e) for e in val_eps),
             "window": args.window,
+            "features": data.stats.to_dict(),
         },
         "budget_writes_per_step": args.budget,
         "threshold": round(float(threshold), 6),

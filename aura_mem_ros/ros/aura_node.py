@@ -11,6 +11,7 @@ thread; a frame that arrives while the worker is busy is counted as dropped, nev
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -39,20 +40,13 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, String, UInt64
 from std_srvs.srv import Trigger
 
-from aura_mem_ros.backbones import make_backbone
 from aura_mem_ros.msg import AuraAction, MemoryStats
 from aura_mem_ros.persistence import MemoryStore
 from aura_mem_ros.ros import diagnostics, outputs, parameters, qos
 from aura_mem_ros.ros.inputs import joint_state_to_proprio, message_to_rgb, stamp_age_s
-from aura_mem_ros.ros.pipeline import (
-    ActionClamp,
-    AuraPipeline,
-    InputRejectedError,
-    StepResult,
-    SupersededError,
-    build_runtime,
-)
+from aura_mem_ros.ros.pipeline import AuraPipeline, InputRejectedError, StepResult, SupersededError
 from aura_mem_ros.ros.stats import NodeStats
+from aura_mem_ros.serving import ServingSpec
 
 NODE_NAME = "aura_mem"
 LOG_EVERY_S = 1.0  # per rejection reason, so a broken camera cannot flood the log
@@ -88,9 +82,7 @@ class AuraMemNode(LifecycleNode):
         self._entities: list[Any] = []  # created in configure, destroyed in cleanup
         self._stats_timer = None
         self._action_pub = None
-        self._diag_pub = self.create_publisher(
-            DiagnosticArray, "/diagnostics", qos.diagnostics_qos()
-        )
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos())
         self._diag_timer = self.create_timer(
             self.params.diagnostics_period_s, self._on_diagnostics_timer
         )
@@ -102,12 +94,10 @@ class AuraMemNode(LifecycleNode):
         p = self.params
         try:
             torch.set_num_threads(p.torch_threads)
-            backbone = make_backbone(p.backbone, **p.backbone_kwargs())
-            threshold = None if p.gate_threshold < 0 else p.gate_threshold
-            runtime, model_id = build_runtime(
-                backbone, p.aura_checkpoint, p.gate, threshold, p.seed, p.fused_step
-            )
-            clamp = ActionClamp(p.action_min, p.action_max, backbone.action_dim)
+            spec = ServingSpec.from_params(dataclasses.asdict(p))
+            backbone = spec.build_backbone()
+            runtime, model_id = spec.build_runtime(backbone)
+            clamp = spec.clamp(backbone)
             if p.use_wrist_image != (backbone.num_images >= 2):
                 raise ValueError(
                     f"backbone {p.backbone} takes {backbone.num_images} image(s) but "
@@ -135,7 +125,14 @@ class AuraMemNode(LifecycleNode):
         self.configure_error = ""
         self.stats.reset_counters()
         self.pipeline = AuraPipeline(
-            backbone, runtime, model_id, self.stats, clamp, store, log=self.get_logger().info
+            backbone,
+            runtime,
+            model_id,
+            self.stats,
+            clamp,
+            store,
+            log=self.get_logger().info,
+            reset_policy=p.reset_policy,
         )
         if p.instruction:
             self._apply_instruction(p.instruction)
@@ -145,8 +142,9 @@ class AuraMemNode(LifecycleNode):
             f"configured: backbone={p.backbone} aura_checkpoint={p.aura_checkpoint!r} "
             f"model_id={model_id} gate={p.gate} "
             f"state={runtime.state_nbytes} B d_model={backbone.d_model} "
-            f"action={backbone.chunk_size}x{backbone.action_dim}"
+            f"action={backbone.chunk_size}x{backbone.action_dim} aura_step={runtime.step_path}"
         )
+        self.get_logger().info(backbone.describe())  # the backbone's active conventions
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -218,7 +216,7 @@ class AuraMemNode(LifecycleNode):
         p = self.params
         image_type = CompressedImage if p.use_compressed else Image
         suffix = "/compressed" if p.use_compressed else ""
-        cam = qos.camera_qos()
+        cam = qos.sensor_qos()
         events = self._qos_event_callbacks
         subs = [
             self.create_subscription(
@@ -252,23 +250,23 @@ class AuraMemNode(LifecycleNode):
                     JointState,
                     "proprio",
                     self._on_proprio,
-                    qos.proprio_qos(),
+                    qos.sensor_qos(),
                     event_callbacks=events("proprio"),
                 )
             )
         self._action_pub = self.create_publisher(
             AuraAction,
             "~/action",
-            qos.action_qos(),
+            qos.reliable_qos(),
             event_callbacks=PublisherEventCallbacks(
                 incompatible_qos=lambda info: self._on_incompatible_qos("~/action", info)
             ),
         )
-        self._stats_pub = self.create_publisher(MemoryStats, "~/stats", qos.stats_qos())
-        self._rate_pub = self.create_publisher(Float32, "~/write_rate", qos.stats_qos())
-        self._writes_pub = self.create_publisher(UInt64, "~/writes_total", qos.stats_qos())
-        self._steps_pub = self.create_publisher(UInt64, "~/steps_total", qos.stats_qos())
-        self._latency_pub = self.create_publisher(Float32, "~/latency_p95_ms", qos.stats_qos())
+        self._stats_pub = self.create_publisher(MemoryStats, "~/stats", qos.reliable_qos())
+        self._rate_pub = self.create_publisher(Float32, "~/write_rate", qos.reliable_qos())
+        self._writes_pub = self.create_publisher(UInt64, "~/writes_total", qos.reliable_qos())
+        self._steps_pub = self.create_publisher(UInt64, "~/steps_total", qos.reliable_qos())
+        self._latency_pub = self.create_publisher(Float32, "~/latency_p95_ms", qos.reliable_qos())
         self._reset_srv = self.create_service(Trigger, "~/reset_memory", self._on_reset_memory)
         self._stats_timer = self.create_timer(1.0 / p.stats_rate_hz, self._on_stats_timer)
         self._entities = [
@@ -351,19 +349,24 @@ class AuraMemNode(LifecycleNode):
             self._proprio_arrived.notify_all()
 
     def _on_instruction(self, msg: String) -> None:
-        """A new task: reset or keep memory per ``on_instruction_change``."""
+        """A new task: reset or keep memory per ``reset_policy``."""
         if self.pipeline is not None:
             self._apply_instruction(msg.data)
 
     def _on_reset_memory(
         self, request: Trigger.Request, response: Trigger.Response
     ) -> Trigger.Response:
-        """std_srvs/Trigger: clear memory (and the state file) now."""
+        """std_srvs/Trigger: clear memory (and the state file) now, unless reset_policy is
+        never (then success is false and memory is kept)."""
         if self.pipeline is None:
             response.success = False
             response.message = "not configured"
             return response
-        self.pipeline.reset()
+        if not self.pipeline.request_reset():
+            self.get_logger().info("~/reset_memory refused: reset_policy is never")
+            response.success = False
+            response.message = "memory kept: reset_policy is never"
+            return response
         self.get_logger().info("memory reset by ~/reset_memory")
         response.success = True
         response.message = f"memory reset ({self.pipeline.runtime.state_nbytes} bytes cleared)"
@@ -534,7 +537,7 @@ class AuraMemNode(LifecycleNode):
     def _apply_instruction(self, text: str) -> None:
         assert self.pipeline is not None
         try:
-            what = self.pipeline.set_instruction(text, self.params.on_instruction_change)
+            what = self.pipeline.set_instruction(text)
         except InputRejectedError as rej:
             self.stats.record_rejected(rej.reason, rej.message)
             self._log_throttled(rej.reason, f"input rejected ({rej.reason}): {rej.message}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import (
@@ -21,6 +22,8 @@ from rcl_interfaces.msg import (
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+
+from aura_mem_ros.reset_policy import DEFAULT_RESET_POLICY, RESET_POLICIES
 
 INT64_MAX = 2**63 - 1
 
@@ -106,10 +109,15 @@ SPECS: tuple[ParamSpec, ...] = (
         read_only=True,
     ),
     ParamSpec(
-        "on_instruction_change",
-        "reset",
-        "What a new instruction does to memory: reset | keep.",
-        choices=("reset", "keep"),
+        "reset_policy",
+        DEFAULT_RESET_POLICY.value,
+        "What clears memory: instruction_change = a new instruction or ~/reset_memory; "
+        "service = only ~/reset_memory (memory carries across instructions); never = "
+        "nothing (~/reset_memory refuses). The state file is bound to the instruction only "
+        "under instruction_change. Replaces on_instruction_change (reset -> "
+        "instruction_change, keep -> service).",
+        read_only=True,
+        choices=RESET_POLICIES,
     ),
     ParamSpec(
         "use_wrist_image",
@@ -264,6 +272,17 @@ SPECS: tuple[ParamSpec, ...] = (
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 
 
+def shipped_params_file() -> Path:
+    """``config/aura_mem.yaml``: this checkout's when run from one, else the installed
+    package's (``share/aura_mem_ros/config``, found through the ament index)."""
+    in_tree = Path(__file__).resolve().parents[2] / "config" / "aura_mem.yaml"
+    if in_tree.is_file():
+        return in_tree
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("aura_mem_ros")) / "config" / "aura_mem.yaml"
+
+
 @dataclass(frozen=True)
 class NodeParams:
     """A typed snapshot of the parameters (field names = parameter names)."""
@@ -278,7 +297,7 @@ class NodeParams:
     torch_threads: int
     fused_step: bool
     instruction: str
-    on_instruction_change: str
+    reset_policy: str
     use_wrist_image: bool
     use_compressed: bool
     use_proprio: bool
@@ -303,18 +322,6 @@ class NodeParams:
     flash_size_bytes: int
     flash_pe_cycles: int
     flash_write_amplification: float
-
-    def backbone_kwargs(self) -> dict[str, Any]:
-        """``backbone_args`` parsed; ValueError with the offending text when it is not an object."""
-        try:
-            value = json.loads(self.backbone_args or "{}")
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"backbone_args is not valid JSON ({exc}): {self.backbone_args!r}"
-            ) from exc
-        if not isinstance(value, dict):
-            raise ValueError(f"backbone_args must be a JSON object, got {self.backbone_args!r}")
-        return value
 
 
 assert {f.name for f in fields(NodeParams)} == set(SPEC_BY_NAME), "SPECS and NodeParams differ"

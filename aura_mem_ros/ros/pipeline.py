@@ -1,5 +1,9 @@
 """Backbone -> AURA memory -> clamp, with persistence: the node's logic without rclpy.
 
+Resets are decided here, by the node's ``reset_policy`` (``aura_mem_ros/reset_policy.py``):
+an instruction change resets only under ``instruction_change``; ``~/reset_memory`` resets
+unless the policy is ``never``; nothing else ever resets the memory.
+
 Thread model: ``step`` runs on the node's single inference worker; ``set_instruction`` and
 ``reset`` come from executor callbacks. One lock guards the memory and the epoch counter;
 the slow backbone call runs outside it, so a reset never waits for an inference. A result
@@ -9,20 +13,20 @@ written into the fresh memory.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aura_mem_ros.backbones.base import Backbone, Observation
+from aura_mem_ros.core.runtime import AuraRuntime
 from aura_mem_ros.persistence import MemoryStore, RestoreResult, RestoreStatus, state_key
+from aura_mem_ros.reset_policy import DEFAULT_RESET_POLICY, ResetPolicy
 from aura_mem_ros.ros.stats import NodeStats
+from aura_mem_ros.serving import ActionClamp
 
 
 class InputRejectedError(Exception):
@@ -50,108 +54,40 @@ class StepResult:
     state: bytes | None  # the memory state after a write (for persistence), else None
 
 
-class ActionClamp:
-    """Per-dimension bounds; one value broadcasts to all dims; empty = no clamping."""
-
-    def __init__(self, low: Sequence[float], high: Sequence[float], action_dim: int) -> None:
-        if (len(low) == 0) != (len(high) == 0):
-            raise ValueError("action_min and action_max must both be set or both be empty")
-        self.enabled = len(low) > 0
-        if not self.enabled:
-            self.low = self.high = np.zeros(0, np.float32)
-            return
-        for label, seq in (("action_min", low), ("action_max", high)):
-            if len(seq) not in (1, action_dim):
-                raise ValueError(
-                    f"{label} has {len(seq)} values; give 1 or action_dim={action_dim}"
-                )
-        self.low = np.broadcast_to(np.asarray(low, np.float32), (action_dim,)).copy()
-        self.high = np.broadcast_to(np.asarray(high, np.float32), (action_dim,)).copy()
-        if not (np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))):
-            raise ValueError("action bounds must be finite")
-        if np.any(self.low > self.high):
-            raise ValueError(
-                f"action_min {self.low.tolist()} exceeds action_max {self.high.tolist()}"
-            )
-
-    def apply(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
-        if not self.enabled:
-            return action, False
-        clamped = np.clip(action, self.low, self.high)
-        return clamped, bool(np.any(clamped != action))
+def _features_array(features: Any) -> Any:
+    """numpy float32, except a torch tensor, which stays where the backbone left it (a GPU
+    backbone's features go to the AURA runtime on the same device, not via the host)."""
+    if hasattr(features, "device") and hasattr(features, "isfinite"):
+        return features
+    return np.asarray(features, np.float32)
 
 
-def memory_identity(checkpoint: str, config: dict[str, Any], seed: int) -> str:
-    """Identifies the AURA weights: a state only makes sense for the layer that wrote it."""
-    h = hashlib.sha256()
-    directory = Path(checkpoint) if checkpoint else None
-    if directory is not None and directory.is_dir():
-        for name in ("aura.safetensors", "aura_config.json"):
-            if (directory / name).is_file():
-                h.update((directory / name).read_bytes())
-    else:
-        h.update(f"init:{seed}:{json.dumps(config, sort_keys=True)}".encode())
-    return h.hexdigest()[:16]
-
-
-BUNDLED = "bundled"  # aura_checkpoint value: the AURA layer shipped with the backbone, if any
-
-
-def build_runtime(
-    backbone: Backbone,
-    checkpoint: str,
-    gate: str,
-    threshold: float | None,
-    seed: int,
-    fused: bool = True,
-) -> tuple[Any, str]:
-    """The core AuraRuntime for ``backbone`` and the memory's identity string.
-
-    ``checkpoint``: a directory, ``"bundled"`` (the backbone's shipped layer; an untrained one
-    when it ships none), or ``""`` (untrained: residual zero, actions = the backbone's).
-    ``fused``: the compiled step (``core/fused.py``) where the gate allows it.
-    """
-    from aura_mem_ros.core.checkpoint import init_aura, load_aura
-    from aura_mem_ros.core.config import AuraConfig
-    from aura_mem_ros.core.runtime import AuraRuntime
-
-    if checkpoint == BUNDLED:
-        checkpoint = backbone.bundled_aura_checkpoint() or ""
-    if checkpoint:
-        layer = load_aura(checkpoint)
-        cfg = layer.config
-        want = (backbone.d_model, backbone.chunk_size, backbone.action_dim, backbone.discrete)
-        have = (cfg.d_model, cfg.chunk_size, cfg.action_dim, cfg.discrete)
-        if want != have:
-            raise ValueError(
-                f"aura_checkpoint {checkpoint} was trained for (d_model, chunk, "
-                f"action_dim, discrete)={have}, backbone {backbone.name} gives {want}"
-            )
-    else:
-        cfg = AuraConfig(
-            d_model=backbone.d_model,
-            chunk_size=backbone.chunk_size,
-            action_dim=backbone.action_dim,
-            discrete=backbone.discrete,
-        )
-        layer = init_aura(cfg, seed=seed)
-    runtime = AuraRuntime(layer, gate=gate, threshold=threshold, seed=seed, fused=fused)
-    ident = f"{backbone.model_id()}:{memory_identity(checkpoint, cfg.to_dict(), seed)}"
-    return runtime, ident
+def _all_finite(x: Any) -> bool:
+    return bool(x.isfinite().all()) if hasattr(x, "isfinite") else bool(np.all(np.isfinite(x)))
 
 
 class AuraPipeline:
+    """One served step: backbone, AURA memory, clamp; resets, restores and persists memory.
+
+    Built from a ``serving.ServingSpec`` (``runtime`` and ``model_id`` come from its
+    ``build_runtime``); ``store`` is None when memory is not persisted; ``reset_policy``
+    says which events clear memory (fixed for the pipeline's life: it also decides what the
+    state file is bound to).
+    """
+
     def __init__(
         self,
         backbone: Backbone,
-        runtime: Any,
+        runtime: AuraRuntime,
         model_id: str,
         stats: NodeStats,
         clamp: ActionClamp,
         store: MemoryStore | None = None,
         log: Callable[[str], None] = print,
+        reset_policy: ResetPolicy | str = DEFAULT_RESET_POLICY,
     ) -> None:
         self.backbone = backbone
+        self.reset_policy = ResetPolicy(reset_policy)
         self.runtime = runtime
         self.model_id = model_id
         self.stats = stats
@@ -175,7 +111,13 @@ class AuraPipeline:
     def instruction(self) -> str | None:
         return self._instruction
 
-    def set_instruction(self, text: str, on_change: str = "reset") -> str:
+    def memory_key(self, instruction: str) -> bytes:
+        """What the state file is bound to: the model and, when memory follows the
+        instruction, the instruction too (see ``reset_policy``)."""
+        bound = instruction if self.reset_policy.memory_follows_instruction else ""
+        return state_key(self.model_id, bound)
+
+    def set_instruction(self, text: str) -> str:
         """Apply a new instruction; returns what happened (first | unchanged | reset | kept)."""
         if not text.strip():
             raise InputRejectedError(
@@ -186,21 +128,30 @@ class AuraPipeline:
             if text == self._instruction:
                 return "unchanged"
             first = self._instruction is None
+            old_key = None if first else self.memory_key(self._instruction or "")
             self._instruction = text
             self._epoch += 1
-            key = state_key(self.model_id, text)
+            key = self.memory_key(text)
             if first:
                 self._restore(key)
                 return "first"
-            if self.store is not None:
+            if self.store is not None and key != old_key:
                 self.store.set_key(key)
-            if on_change == "keep":
+            if not self.reset_policy.resets_on_instruction:
                 return "kept"
             self._reset_locked()
             return "reset"
 
+    def request_reset(self) -> bool:
+        """The ``~/reset_memory`` service: clear memory unless the policy is ``never``.
+        Returns whether memory was cleared."""
+        if not self.reset_policy.resets_on_request:
+            return False
+        self.reset()
+        return True
+
     def reset(self) -> None:
-        """Clear memory (the reset_memory service). The state file is removed too."""
+        """Clear memory now, whatever the policy. The state file is removed too."""
         with self._lock:
             self._epoch += 1
             self._reset_locked()
@@ -247,19 +198,19 @@ class AuraPipeline:
         obs = Observation(tuple(images), instruction, proprio)
         try:
             out = self.backbone.step(obs)
-            features = np.asarray(out.features, np.float32)
+            features = _features_array(out.features)
             base = np.asarray(out.action, np.float32)
         except Exception as exc:  # any backbone failure must leave the node serving
             raise InputRejectedError("backbone_error", f"{type(exc).__name__}: {exc}") from exc
         b = self.backbone
-        if features.shape != (b.d_model,) or base.shape != (b.chunk_size, b.action_dim):
+        if tuple(features.shape) != (b.d_model,) or base.shape != (b.chunk_size, b.action_dim):
             raise InputRejectedError(
                 "backbone_error",
-                f"backbone returned features {features.shape} "
+                f"backbone returned features {tuple(features.shape)} "
                 f"and action {base.shape}, expected ({b.d_model},) and "
                 f"({b.chunk_size}, {b.action_dim})",
             )
-        if not (np.all(np.isfinite(features)) and np.all(np.isfinite(base))):
+        if not (_all_finite(features) and np.all(np.isfinite(base))):
             raise InputRejectedError("backbone_error", "backbone returned NaN/inf")
         with self._lock:
             if epoch != self._epoch:

@@ -1,9 +1,15 @@
 """QoS profiles of the node's endpoints, in one place because a mismatch is silent.
 
-A RELIABLE subscriber never receives from a BEST_EFFORT camera driver, so camera inputs use
-the sensor-data profile (best effort, depth 1: only the newest frame is ever of interest).
-Actions are commands: reliable. The instruction is latched (transient local) so a node that
-starts after the instruction was published still receives it.
+Three profiles, one per kind of data:
+
+- ``sensor_qos``: camera images and joint states. A RELIABLE subscriber never receives from
+  a BEST_EFFORT camera driver, so sensors use the sensor-data profile (best effort), depth 1:
+  only the newest frame is ever of interest.
+- ``instruction_qos``: the task, latched (transient local) so a node that starts after the
+  instruction was published still receives it.
+- ``reliable_qos``: actions (commands), ``~/stats`` and ``/diagnostics``: reliable, depth 10
+  so a subscriber that is briefly slow loses nothing; what diagnostic_aggregator and
+  rqt_robot_monitor subscribe with.
 """
 
 from __future__ import annotations
@@ -17,20 +23,14 @@ from rclpy.qos import (
 )
 
 
-def camera_qos() -> QoSProfile:
+def sensor_qos() -> QoSProfile:
     """Sensor data, but depth 1: a deeper queue only delivers older frames later."""
-    profile = QoSProfile(
+    return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=1,
         reliability=qos_profile_sensor_data.reliability,
         durability=qos_profile_sensor_data.durability,
     )
-    return profile
-
-
-def proprio_qos() -> QoSProfile:
-    # Joint states are sensor data too; only the newest one is used.
-    return camera_qos()
 
 
 def instruction_qos() -> QoSProfile:
@@ -42,24 +42,10 @@ def instruction_qos() -> QoSProfile:
     )
 
 
-def action_qos() -> QoSProfile:
-    # Depth > 1 so a subscriber that is briefly slow does not lose a command.
+def reliable_qos() -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=10,
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
-    )
-
-
-def stats_qos() -> QoSProfile:
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
-    )
-
-
-def diagnostics_qos() -> QoSProfile:
-    # What diagnostic_aggregator and rqt_robot_monitor subscribe with.
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
     )

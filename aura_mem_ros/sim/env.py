@@ -9,10 +9,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import gymnasium as gym
-import minigrid  # noqa: F401 - registers the MiniGrid-* ids with gymnasium
 import numpy as np
-from minigrid.wrappers import RGBImgPartialObsWrapper
+
+try:  # the simulator is for trying the node without a robot: a robot install may lack it
+    import gymnasium as gym
+    import minigrid  # noqa: F401 - registers the MiniGrid-* ids with gymnasium
+    from minigrid.wrappers import RGBImgPartialObsWrapper
+except ImportError as exc:
+    raise ImportError(
+        f"the MiniGrid simulator (minigrid_sim, the demo) needs minigrid and gymnasium, "
+        f"which requirements-robot.txt leaves out ({exc}): "
+        f"pip install minigrid==3.2.0 gymnasium==1.4.0"
+    ) from exc
 
 TILE_SIZE = 8
 VIEW_PIXELS = 7 * TILE_SIZE  # 56

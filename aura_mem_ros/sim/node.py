@@ -11,6 +11,10 @@ from a robot. Lock-step protocol per control step:
     step the env; on episode end publish EpisodeResult on ``episode_result``, reset with the
     next seed (seed_offset + episode), call the reset service, continue.
 
+With ``reset_between_episodes: false`` the reset service is never called: the episodes are
+one long run for the policy, as a robot that never resets sees its tasks (the episode
+boundary exists only in the simulator).
+
 A frame that gets no action within ``action_timeout_s`` is re-sent with a new stamp (best
 effort camera QoS may drop it). ``~/step_info`` (std_msgs/String, JSON) carries per-step
 ground truth (cue visibility) for the demo's plot; the policy never subscribes to it.
@@ -18,6 +22,7 @@ ground truth (cue visibility) for the demo's plot; the policy never subscribes t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -34,7 +39,15 @@ from std_srvs.srv import Trigger
 from aura_mem_ros.msg import AuraAction, EpisodeResult
 from aura_mem_ros.ros import qos
 from aura_mem_ros.ros.image_conversion import rgb_to_image
-from aura_mem_ros.sim.env import NUM_ACTIONS, SimObs, cue_visible, make_env, to_sim_obs
+from aura_mem_ros.ros.node_help import exit_if_help
+from aura_mem_ros.sim.env import (
+    NUM_ACTIONS,
+    SimObs,
+    cue_is_key,
+    cue_visible,
+    make_env,
+    to_sim_obs,
+)
 from aura_mem_ros.sim.expert import expert_action
 
 
@@ -46,6 +59,8 @@ class SimParams:
     max_steps: int = 100
     action_topic: str = "aura_mem/action"
     reset_service: str = "aura_mem/reset_memory"  # empty: no memory reset between episodes
+    # false: never call reset_service (memory carries over from episode to episode)
+    reset_between_episodes: bool = True
     action_timeout_s: float = 2.0
     proprio_lead_s: float = 0.02
     startup_timeout_s: float = 60.0
@@ -79,20 +94,26 @@ class MiniGridSimNode(Node):
             values[field_name] = self.declare_parameter(field_name, default).value
         self.p = SimParams(**values)
         self.env = make_env(self.p.env_id)
-        self._image_pub = self.create_publisher(Image, "image", qos.camera_qos())
-        self._proprio_pub = self.create_publisher(JointState, "proprio", qos.proprio_qos())
+        self._image_pub = self.create_publisher(Image, "image", qos.sensor_qos())
+        self._proprio_pub = self.create_publisher(JointState, "proprio", qos.sensor_qos())
         self._instr_pub = self.create_publisher(String, "instruction", qos.instruction_qos())
-        self._result_pub = self.create_publisher(EpisodeResult, "episode_result", qos.action_qos())
-        self._info_pub = self.create_publisher(String, "~/step_info", qos.action_qos())
+        self._result_pub = self.create_publisher(
+            EpisodeResult, "episode_result", qos.reliable_qos()
+        )
+        self._info_pub = self.create_publisher(String, "~/step_info", qos.reliable_qos())
         self._expert_pub = (
-            self.create_publisher(AuraAction, self.p.expert_topic, qos.action_qos())
+            self.create_publisher(AuraAction, self.p.expert_topic, qos.reliable_qos())
             if self.p.expert_topic
             else None
         )
         self._seen = False
-        self.create_subscription(AuraAction, self.p.action_topic, self._on_action, qos.action_qos())
+        self.create_subscription(
+            AuraAction, self.p.action_topic, self._on_action, qos.reliable_qos()
+        )
         self._reset_cli = (
-            self.create_client(Trigger, self.p.reset_service) if self.p.reset_service else None
+            self.create_client(Trigger, self.p.reset_service)
+            if self.p.reset_service and self.p.reset_between_episodes
+            else None
         )
         self.episode = -1
         self.done = False
@@ -198,6 +219,7 @@ class MiniGridSimNode(Node):
             "action": action,
             "wrote": bool(msg.wrote),
             "cue_visible": visible,
+            "cue": "key" if cue_is_key(self.env) else "ball",  # what this episode's cue is
         }
         self._info_pub.publish(String(data=json.dumps(info)))
         self._steps += 1
@@ -230,6 +252,12 @@ class MiniGridSimNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_if_help(
+        sys.argv if argv is None else argv,
+        "minigrid_sim",
+        __doc__.split("\n\n")[0].replace("`", ""),
+        ((f.name, f.default, "") for f in dataclasses.fields(SimParams)),
+    )
     rclpy.init(args=argv)
     node = MiniGridSimNode()
     try:

@@ -10,7 +10,8 @@ protocol per chunk request:
                          deltas; its first ``execute_steps`` actions run open loop
     on episode end publish EpisodeResult (success = block on the cued pad; episode_return =
     1.0 when the block ended on ANY pad, i.e. the manipulation was completed), reset with
-    the next seed, call the reset service (unless ``reset_service`` is empty: never-reset).
+    the next seed, call the reset service (unless ``reset_between_episodes`` is false or
+    ``reset_service`` empty: never-reset, the episodes are one long run for the memory).
 
 A chunk of the wrong shape or with NaN/inf is refused (logged, nothing executed) and the
 frame is re-sent after ``action_timeout_s``, as is a frame that got no answer (best-effort
@@ -22,6 +23,7 @@ evaluation), never read by the policy either.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -38,6 +40,7 @@ from std_srvs.srv import Trigger
 from aura_mem_ros.msg import AuraAction, EpisodeResult
 from aura_mem_ros.ros import qos
 from aura_mem_ros.ros.image_conversion import rgb_to_image
+from aura_mem_ros.ros.node_help import exit_if_help
 from aura_mem_ros.sim.arm.env import ACTION_DIM, PROPRIO_NAMES, ArmEnv, ArmObs, ArmTaskConfig
 from aura_mem_ros.sim.arm.expert import expert_chunk
 from aura_mem_ros.sim.arm.loop import CHUNK_SIZE
@@ -55,6 +58,8 @@ class ArmSimParams:
     cue_mode: str = "flash"
     action_topic: str = "aura_mem/action"
     reset_service: str = "aura_mem/reset_memory"  # empty: memory is never reset
+    # false: never call reset_service (memory carries over from episode to episode)
+    reset_between_episodes: bool = True
     action_timeout_s: float = 2.0
     proprio_lead_s: float = 0.02
     startup_timeout_s: float = 60.0
@@ -91,19 +96,25 @@ class ArmSimNode(Node):
         }
         self.p = ArmSimParams(**values)
         self.env = ArmEnv(self.p.task())
-        self._image_pub = self.create_publisher(Image, "image", qos.camera_qos())
-        self._proprio_pub = self.create_publisher(JointState, "proprio", qos.proprio_qos())
+        self._image_pub = self.create_publisher(Image, "image", qos.sensor_qos())
+        self._proprio_pub = self.create_publisher(JointState, "proprio", qos.sensor_qos())
         self._instr_pub = self.create_publisher(String, "instruction", qos.instruction_qos())
-        self._result_pub = self.create_publisher(EpisodeResult, "episode_result", qos.action_qos())
-        self._info_pub = self.create_publisher(String, "~/step_info", qos.action_qos())
+        self._result_pub = self.create_publisher(
+            EpisodeResult, "episode_result", qos.reliable_qos()
+        )
+        self._info_pub = self.create_publisher(String, "~/step_info", qos.reliable_qos())
         self._expert_pub = (
-            self.create_publisher(AuraAction, self.p.expert_topic, qos.action_qos())
+            self.create_publisher(AuraAction, self.p.expert_topic, qos.reliable_qos())
             if self.p.expert_topic
             else None
         )
-        self.create_subscription(AuraAction, self.p.action_topic, self._on_action, qos.action_qos())
+        self.create_subscription(
+            AuraAction, self.p.action_topic, self._on_action, qos.reliable_qos()
+        )
         self._reset_cli = (
-            self.create_client(Trigger, self.p.reset_service) if self.p.reset_service else None
+            self.create_client(Trigger, self.p.reset_service)
+            if self.p.reset_service and self.p.reset_between_episodes
+            else None
         )
         self.episode = -1
         self.done = False
@@ -277,6 +288,12 @@ class ArmSimNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_if_help(
+        sys.argv if argv is None else argv,
+        "arm_sim",
+        __doc__.split("\n\n")[0].replace("`", ""),
+        ((f.name, f.default, "") for f in dataclasses.fields(ArmSimParams)),
+    )
     rclpy.init(args=argv)
     node = ArmSimNode()
     try:
