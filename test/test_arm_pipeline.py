@@ -81,6 +81,22 @@ def test_bench_panel_and_never_reset_have_the_closed_loop_shape(quick_weights: P
     assert never["result"]["state_bytes"] == 4224
     assert never["result"]["memory_steps"] == sum(e["chunks"] for e in never["per_episode"])
 
+    from aura_mem_dev.report.arm import cue_split, render_markdown
+
+    panel["never_reset"] = never
+    panel["rates"] = {  # rates are measured by make bench-arm only; any numbers render
+        "control_steps_per_s": 1.0,
+        "physics_steps_per_s": 10.0,
+        "expert_ms_per_action": 0.1,
+        "render_frames_per_s": {"32": 1.0},
+        "backbone_ms": 1.0,
+    }
+    md = render_markdown(panel, {"total_seconds": 4000.0, "backbone_seconds": 900.0}, None)
+    assert all(f"| {arm} | " in md for arm in ARMS)
+    assert "| `make train-arm` <= 60 min on this 2-core machine | 66.7 min | **no** |" in md
+    hit_s, hit_n, miss_s, miss_n = cue_split(panel["per_episode"]["aura"])
+    assert hit_n + miss_n == 2 and hit_s + miss_s == panel["arms"]["aura"]["successes"]
+
 
 @pytest.mark.multiprocess
 @pytest.mark.timeout(150)
