@@ -1,12 +1,13 @@
 """Memory layers for the arm: AURA (learned gate, write budget) and the always-write KV arm.
 
-``train_arm_memory`` is the ONE place the arm's AURA layer is trained. Today it calls
-``aura_mem_ros.core.train.train_aura`` twice: first with every step written (``gate=
-"always"``: keys, values and the residual head learn to keep and read what matters), then
-with ``gate="learned"`` (straight-through estimator through hard writes, PI budget
-controller) from a gate that starts dense and must drop the writes that do not pay.
-No oracle write schedule, no privileged signal: only expert action labels through the L1
-chunk loss. Issue 17's "one trainer" replaces the body of this function and nothing else.
+``core_train`` is the arm's ONE call into the core trainer (``aura_mem_ros.core.train.
+train_aura``); issue 17's "one trainer" swaps what is behind it and nothing else.
+``train_arm_memory`` trains the AURA layer through it twice: first with every step written
+(``gate="always"``: keys, values and the residual head learn to keep and read what matters),
+then with ``gate="learned"`` (straight-through estimator through hard writes, PI budget
+controller) from a gate that starts closed and must add the writes that pay. ``fit_kv``
+trains the KV arm through it once. No oracle write schedule, no privileged signal: only
+expert action labels through the L1 chunk loss.
 
 The KV arm is ``core.baselines.KVCacheMemory`` (attention over every past step's key and
 value, 256 bytes per step, learned ALiBi recency), chosen over ``core.kv.KVMemory`` because
@@ -17,6 +18,7 @@ it takes 8 x 7 chunks (the latter is discrete-only); it is trained by the same t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,13 @@ from aura_mem_ros.core.aura import AuraLayer
 from aura_mem_ros.core.baselines import KVCacheMemory
 from aura_mem_ros.core.checkpoint import init_aura
 from aura_mem_ros.core.config import AuraConfig
-from aura_mem_ros.core.train import TrainConfig, TrainResult, train_aura
+from aura_mem_ros.core.train import (
+    SequenceBatch,
+    SequenceModel,
+    TrainConfig,
+    TrainResult,
+    train_aura,
+)
 
 KV_WEIGHTS = "kv.safetensors"
 KV_CONFIG = "kv_config.json"
@@ -73,12 +81,22 @@ def arm_aura_config(d_model: int, target_write_rate: float | None) -> AuraConfig
     )
 
 
+def core_train(
+    model: SequenceModel,
+    batches: Callable[[int], SequenceBatch],
+    cfg: TrainConfig,
+    gate: str,
+) -> TrainResult:
+    """The arm's one call into the core trainer (AURA's two stages and the KV arm)."""
+    return train_aura(model, batches, cfg, gate=gate)
+
+
 def train_arm_memory(
     layer: AuraLayer, seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str = "AURA"
 ) -> TrainResult:
     """Train ``layer`` on ``seqs`` (expert chunk labels only) under the write budget."""
     if cfg.explore_iterations:
-        train_aura(
+        core_train(
             layer,
             seqs.sampler(cfg.batch_size, cfg.seed + 7919, cfg.pair_fraction),
             TrainConfig(
@@ -93,7 +111,7 @@ def train_arm_memory(
         )
         with torch.no_grad():
             layer.gate_out.bias.fill_(cfg.gate_start_bias)
-    return train_aura(
+    return core_train(
         layer,
         seqs.sampler(cfg.batch_size, cfg.seed, cfg.pair_fraction),
         TrainConfig(
@@ -134,7 +152,7 @@ def fit_kv(seqs: ArmSequences, cfg: MemoryTrainConfig, desc: str) -> tuple[KVCac
         torch.random.set_rng_state(generator_state)
     # As many batches as AURA's two stages together: the same data and the same effort.
     iterations = cfg.explore_iterations + cfg.iterations
-    result = train_aura(
+    result = core_train(
         model,
         seqs.sampler(cfg.batch_size, cfg.seed),
         TrainConfig(iterations=iterations, lr=cfg.lr, seed=cfg.seed, progress=True, desc=desc),
