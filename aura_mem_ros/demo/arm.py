@@ -194,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         procs["aura_mem"] = _spawn(node_cmd, env, args.out_dir / "aura_mem.log")
         procs["arm_sim"] = _spawn(sim_cmd, env, args.out_dir / "arm_sim.log")
+        mode = "memory NEVER reset" if args.no_reset else "memory reset between episodes"
         print(
             f"[demo] arm task: {args.episodes} episodes, seeds {args.seed_offset}.., chunks of 8 "
-            f"x 7 run {args.execute_steps} steps open loop, DDS domain {domain}; logs in "
-            f"{args.out_dir}/",
+            f"x 7 run {args.execute_steps} steps open loop, {mode}, DDS domain {domain}; logs "
+            f"in {args.out_dir}/",
             flush=True,
         )
         listener.spin(args.episodes, args.timeout - (time.monotonic() - t0), procs)
