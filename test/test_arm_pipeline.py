@@ -41,6 +41,14 @@ def test_quick_recipe_writes_every_shipped_file(quick_weights: Path) -> None:
     report = json.loads((quick_weights / "train_report.json").read_text())
     assert report["total_seconds"] > 0 and "cue_probe" in report
     assert report["aura"][-1]["validation"]["completed"] >= 0.0
+    calibration = report["threshold_calibration"]  # bisection on write counts only
+    rates = [p["writes_per_chunk"] for p in calibration["probes"]]
+    assert len(rates) == 2 and calibration["target_writes_per_chunk"] == 0.05
+    aura_config = json.loads((quick_weights / "aura" / "aura_config.json").read_text())
+    assert aura_config["threshold"] == pytest.approx(calibration["threshold"])
+    # the kept threshold meets the budget, or none probed did and the gate is shut (0.95)
+    kept = [p for p in calibration["probes"] if p["threshold"] == calibration["threshold"]]
+    assert (kept and kept[0]["writes_per_chunk"] <= 0.05) or calibration["threshold"] == 0.95
 
 
 def test_arm_mini_is_registered_and_checks_its_inputs(quick_weights: Path) -> None:

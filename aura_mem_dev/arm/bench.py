@@ -146,6 +146,7 @@ def run_panel(
         "execute_steps": execute_steps,
         "image_size": image_size,
         "budget_writes_per_step": rate,
+        "aura_threshold": float(layer.config.threshold),  # the learned gate's, as shipped
         "arms": {a: results[a] for a in arms},
         "per_episode": episodes_by_arm,
     }

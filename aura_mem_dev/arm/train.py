@@ -6,7 +6,8 @@
 2. memory data on the memory task (cue goes dark): noisy expert demos and rollouts of the
    frozen policy, every chunk relabelled by the expert (action labels only)
 3. AURA (learned gate, write budget) with ``memory.train_arm_memory``, then DAgger rounds:
-   roll out the gated policy, relabel, aggregate, retrain                -> OUT/aura/
+   roll out the gated policy, relabel, aggregate, retrain; the gate's threshold calibrated
+   in closed loop to the write budget on validation seeds (calibrate.py)  -> OUT/aura/
 4. the always-write KV arm on the same data plus one round of its own rollouts -> OUT/kv/
 and OUT/train_report.json (timings, probes, per-round closed-loop rates).
 """
@@ -40,6 +41,8 @@ class ArmTrainConfig:
     memory: object = None  # MemoryTrainConfig; None = its defaults
     kv_round_episodes: int = 150
     validation_episodes: int = 40
+    # bisection steps of the closed-loop threshold calibration (calibrate.py); 0 = keep 0.5
+    calibration_iterations: int = 7
 
     def __post_init__(self) -> None:
         if self.demo_episodes <= 0 or self.rounds < 0:
@@ -96,6 +99,7 @@ class _Seeds:
 
 
 def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
+    from aura_mem_dev.arm.calibrate import calibrate_threshold_closed_loop, with_threshold
     from aura_mem_dev.arm.data import collect, expert_driver
     from aura_mem_dev.arm.memory import (
         MemoryTrainConfig,
@@ -166,6 +170,20 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
         )
         tqdm.write(f"AURA round {r}: {json.dumps(rounds[-1])}")
         layer, stats = fit_aura(seqs, replace(mcfg, seed=mcfg.seed + r + 1), f"AURA round {r + 1}")
+    if cfg.calibration_iterations:
+        # the gate's threshold set to the trained write budget, measured in closed loop on
+        # the validation seeds (write counts only)
+        calibration = calibrate_threshold_closed_loop(
+            backbone,
+            layer,
+            mcfg.target_write_rate,
+            val,
+            task,
+            iterations=cfg.calibration_iterations,
+        )
+        layer = with_threshold(layer, calibration["threshold"])
+        report["threshold_calibration"] = calibration
+        tqdm.write(f"threshold calibration: {json.dumps(calibration)}")
     final = closed_loop(task, ChunkAgent(backbone, AuraRuntime(layer, fused=False)), val)
     rounds.append({"round": cfg.rounds, "fit": stats, "validation": final})
     tqdm.write(f"AURA final: {json.dumps(rounds[-1])}")
@@ -221,6 +239,7 @@ def quick_recipe() -> Recipe:
             episodes_per_round=2,
             kv_round_episodes=2,
             validation_episodes=2,
+            calibration_iterations=2,
             memory=MemoryTrainConfig(iterations=4, explore_iterations=4, batch_size=4),
         ),
     )

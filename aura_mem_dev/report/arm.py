@@ -35,19 +35,43 @@ def cue_split(eps: list[dict]) -> tuple[int, int, int, int]:
 
 
 def training_seconds(train: dict | None, backbone_meta: dict | None) -> tuple[float | None, str]:
-    """Total wall time and how it was made up (the backbone may come from a separate run)."""
+    """Total wall time and how it was made up (the backbone and the threshold calibration may
+    come from separate runs; train.py now runs all three in one)."""
     if not train:
         return None, "no train_report.json beside the weights"
     memory = float(train["total_seconds"])
-    if "backbone_seconds" in train:
-        return memory, f"one `make train-arm` run: {memory:.0f} s"
-    if backbone_meta and "seconds" in backbone_meta:
-        backbone = float(backbone_meta["seconds"])
-        return memory + backbone, (
-            f"two runs: the backbone (BC + DAgger, {backbone:.0f} s, `config.json` meta) and "
-            f"the memory layers (`--skip-backbone`, {memory:.0f} s, `train_report.json`)"
+    parts = [f"the memory layers ({memory:.0f} s, `train_report.json`)"]
+    total = memory
+    calibration = train.get("threshold_calibration") or {}
+    if calibration.get("after_training") and "seconds" in calibration:
+        total += float(calibration["seconds"])
+        parts.append(
+            f"the threshold calibration ({calibration['seconds']:.0f} s, "
+            "`python -m aura_mem_dev.arm.calibrate` afterwards)"
         )
-    return None, f"memory layers only ({memory:.0f} s); the backbone's time was not recorded"
+    if "backbone_seconds" not in train:
+        if not (backbone_meta and "seconds" in backbone_meta):
+            return None, "the backbone's time was not recorded; " + ", ".join(parts)
+        backbone = float(backbone_meta["seconds"])
+        total += backbone
+        parts.insert(0, f"the backbone (BC + DAgger, {backbone:.0f} s, `config.json` meta)")
+    runs = "one run" if len(parts) == 1 else f"{len(parts)} runs"
+    return total, f"{runs}: " + "; ".join(parts)
+
+
+def threshold_note(panel: dict, train: dict | None) -> list[str]:
+    """Which threshold the learned gate ran at, and where it came from."""
+    if "aura_threshold" not in panel:
+        return []
+    cal = (train or {}).get("threshold_calibration")
+    text = f"The learned gate writes when its probability exceeds {panel['aura_threshold']:.3f}"
+    if cal and abs(cal["threshold"] - panel["aura_threshold"]) < 1e-6:
+        text += (
+            f", set in closed loop to {cal['target_writes_per_chunk']} writes per memory step "
+            f"on {cal['episodes']} validation episodes (seeds {cal['seed_offset']}..; write "
+            "counts only; `aura_mem_dev/arm/calibrate.py`)"
+        )
+    return ["", text + "."]
 
 
 def render_markdown(panel: dict, train: dict | None, backbone_meta: dict | None) -> str:
@@ -79,6 +103,7 @@ def render_markdown(panel: dict, train: dict | None, backbone_meta: dict | None)
         "(held out); Wilson 95% intervals. Chance of hitting the cued pad: 1/3. "
         "`random`/`periodic` run the trained AURA layer at `aura`'s measured writes per "
         "memory step.",
+        *threshold_note(panel, train),
         "",
         *table(
             (
