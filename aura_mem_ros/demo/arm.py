@@ -74,7 +74,11 @@ class ArmListener:
         self.node.create_subscription(
             MemoryStats, "/aura_mem/stats", self._on_stats, qos.reliable_qos()
         )
-        self.node.create_subscription(Image, "/image", self._on_image, qos.sensor_qos())
+        # The camera is best effort (as on a robot); a deeper queue than the node's depth 1
+        # keeps this slower reader from losing frames, so the picture has every chunk.
+        frames_qos = qos.sensor_qos()
+        frames_qos.depth = 64
+        self.node.create_subscription(Image, "/image", self._on_image, frames_qos)
 
     def _on_image(self, msg) -> None:
         from aura_mem_ros.ros.image_conversion import image_to_rgb
