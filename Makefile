@@ -19,7 +19,7 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 
 .PHONY: setup test test-fast lint demo demo-no-reset colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
-	bench-never-reset bench-scale bench-serving-latency
+	bench-never-reset bench-scale bench-serving-latency train-arm bench-arm demo-arm
 
 setup: $(STAMP)/package $(STAMP)/dev
 
@@ -129,3 +129,14 @@ bench-recorder: setup
 # Local Ray clusters of 1 and 2 CPUs; wants a quiet machine (the 2-worker speed-up).
 bench-scale: setup
 	$(PY) scripts/bench_scale.py
+
+# The MuJoCo arm task (issue 15): weights in aura_mem_ros/models/arm_mini, report in
+# docs/results/arm.{md,json}; the demo runs arm_sim and aura_mem as two processes.
+train-arm: setup
+	nice -n 10 $(PY) -m aura_mem_dev.arm.train
+
+bench-arm: setup
+	nice -n 10 $(PY) -m aura_mem_dev.arm.bench
+
+demo-arm: setup
+	$(PY) -m aura_mem_ros.demo --env arm
