@@ -85,3 +85,32 @@ def test_arm_sim_runs_chunks_from_its_expert_topic_and_refuses_bad_ones(
     assert [i["chunk"] for i in first] == list(range(len(first)))
     assert first[0]["cue_visible"] and first[0]["wrote"] and not first[2]["cue_visible"]
     assert first[-1]["done"] and first[-1]["placed_pad"] == first[-1]["cue_pad"]
+
+
+def test_arm_sim_never_executes_the_safe_action(ros_context) -> None:
+    """A stop command stamped like the pending frame, even one holding a valid chunk, moves
+    nothing; the same chunk without the mark is executed."""
+    sim = ArmSimNode(
+        context=ros_context,
+        defaults=ArmSimParams(
+            episodes=1, seed_offset=1_000_900, image_size=32, reset_between_episodes=False
+        ),
+    )
+    try:
+        sim._begin_episode()
+        sec, nanosec = sim._pending_stamp
+        t0, proprio = sim.env.state.t, sim.env.observe(render=False).proprio.copy()
+        chunk = [0.05] * (8 * 7)  # a real move on every axis
+        safe = AuraAction(action=chunk, chunk_size=8, action_dim=7, is_safe_action=True)
+        safe.header.stamp.sec, safe.header.stamp.nanosec = sec, nanosec
+        sim._on_action(safe)
+        assert sim.safe_actions == 1 and sim.env.state.t == t0
+        assert sim._pending_stamp == (sec, nanosec)
+        assert (sim.env.observe(render=False).proprio == proprio).all()
+        move = AuraAction(action=chunk, chunk_size=8, action_dim=7)
+        move.header.stamp = safe.header.stamp
+        sim._on_action(move)
+        assert sim.env.state.t > t0
+    finally:
+        sim.env.close()
+        sim.destroy_node()

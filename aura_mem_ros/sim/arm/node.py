@@ -120,6 +120,7 @@ class ArmSimNode(Node):
         self.done = False
         self.results: list[dict] = []
         self.refused = 0
+        self.safe_actions = 0  # stop commands received (never executed)
         self.retransmits = 0
         self._obs: ArmObs | None = None
         self._chunk_index = 0
@@ -221,6 +222,12 @@ class ArmSimNode(Node):
         return values.reshape(rows, ACTION_DIM)
 
     def _on_action(self, msg: AuraAction) -> None:
+        if msg.is_safe_action:
+            # The policy stopped: hold the arm where it is and execute nothing of the message,
+            # whatever its values (the frame is re-sent after the timeout if the node resumes).
+            self.safe_actions += 1
+            self.get_logger().info("safe action received: the policy stopped; holding still")
+            return
         if self._pending_stamp != (msg.header.stamp.sec, msg.header.stamp.nanosec):
             return  # an answer to a frame we re-sent or to another episode
         chunk = self._chunk_of(msg)
