@@ -19,7 +19,7 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 
 .PHONY: setup test test-fast lint demo demo-no-reset colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
-	bench-never-reset bench-scale
+	bench-never-reset bench-scale bench-gate-cost
 
 setup: $(STAMP)/package $(STAMP)/dev
 
@@ -96,6 +96,10 @@ clean:
 
 train-default: setup
 	nice -n 10 $(PY) -m aura_mem_dev.training.train_default
+
+# Seconds per 1,000 steps of the counterfactual gate objective (the figures core/train.py states).
+bench-gate-cost: setup
+	nice -n 10 $(VENV)/bin/aura-mem-bench gate-cost
 
 bench-synthetic: setup
 	$(PY) scripts/bench_synthetic.py

@@ -54,13 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _training_lines() -> list[str]:
-    from aura_mem_dev.training.aura_dagger import AuraTrainConfig
-    from aura_mem_dev.training.kv_train import KVTrainConfig
+    from aura_mem_dev.training.recipes import DaggerRecipe
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
 
     path = DEFAULT_MODEL_DIR / "train_report.json"
     train_report = json.loads(path.read_text()) if path.is_file() else None
-    return report.method_lines(AuraTrainConfig(), KVTrainConfig(), train_report)
+    return report.method_lines(DaggerRecipe(), train_report)
 
 
 def _ais_bound(seed_offset: int):  # -> AISResult

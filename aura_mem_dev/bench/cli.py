@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "perf": ("aura_mem_dev.bench.perf", "per-step latency, node latency and memory"),
     "faults": ("aura_mem_dev.bench.faults", "inject every fault of the reliability table"),
+    "gate-cost": (
+        "aura_mem_dev.bench.gate_cost",
+        "seconds per 1,000 steps of the counterfactual gate objective",
+    ),
     "train-sweep": ("aura_mem_dev.scale.train_sweep", "aura-mem-train over budgets x seeds (Ray)"),
 }
 
