@@ -31,8 +31,8 @@ def test_train_lowers_validation_error_within_budget_and_node_loads_it(tmp_path)
             str(BUDGET),
             "--max-iterations",
             "150",
-            "--warmup",
-            "25",
+            # a small bag (32 training episodes): a short warm-up and a small head
+            *("--warmup", "25", "--head-hidden", "128"),
             "--quiet",
         ]
     )

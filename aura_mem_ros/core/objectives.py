@@ -31,6 +31,7 @@ from aura_mem_ros.core.batch import (
     select_rows,
     step_mask,
 )
+from aura_mem_ros.core.evaluation import calibrate_threshold
 from aura_mem_ros.core.gates import get_gate
 from aura_mem_ros.core.memory import MemoryState
 
@@ -280,8 +281,6 @@ class FixedGate:
         return price
 
     def training_pass(self, model, batch, ctx):
-        from aura_mem_ros.core.train import calibrate_threshold
-
         spec = get_gate(self.gate)
         if spec.threshold_is_rate and ctx.budget is not None:
             self.threshold_value = ctx.budget
