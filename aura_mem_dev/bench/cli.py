@@ -27,6 +27,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "aura_mem_dev.bench.gate_cost",
         "seconds per 1,000 steps of the counterfactual gate objective",
     ),
+    "retrain": (
+        "aura_mem_dev.bench.retrain",
+        "bags -> aura-mem-train from a fresh layer -> closed-loop panel",
+    ),
     "train-sweep": ("aura_mem_dev.scale.train_sweep", "aura-mem-train over budgets x seeds (Ray)"),
 }
 
