@@ -18,9 +18,9 @@ schedule and the gate's loss:
 - ``StraightThroughGate``: first-order dL/dg_t through the hard decision (price in the loss).
 - ``FixedGate``: no gate learning (always/random/periodic/score gates, KV cache, GRU).
 
-Cost of the counterfactual objective (``write_benefits``; measured by
-``scripts/bench_gate_cost.py``, one thread, 2-core machine shared with other jobs, so upper
-bounds), per 1,000 sequence steps: MiniGrid episodes (T <= 30): exact 0.88 s, horizon 8
+Cost of the counterfactual objective (``write_benefits``; measured by ``make bench-gate-cost``
+= ``aura-mem-bench gate-cost`` -> docs/results/gate_cost.json, one thread, 2-core machine
+shared with other jobs, so upper bounds), per 1,000 sequence steps: MiniGrid episodes (T <= 30): exact 0.88 s, horizon 8
 0.55 s (98.5% the same write decisions as exact); never-reset streams of ~150 steps: exact
 10.8 s, horizon 24 1.6 s (92% the same decisions); the reference with two full re-runs per
 step: 2.5 s and 23 s. Exact costs O(T^2) step evaluations per sequence, horizon H O(T H).
@@ -42,6 +42,12 @@ checkpoint (after the warm-up, write rate within budget x ``rate_slack``) is kep
 evaluations without improvement stop the run. At the end the best is restored; if it is not
 better than the start, the START weights are restored and ``TrainResult.improved`` is False
 (a warning; ``aura-mem-train`` then exits non-zero unless ``--allow-worse``).
+
+Who calls it: ``aura-mem-train`` (``retrain/cli.py``: ``CounterfactualGate`` on bag windows),
+``make train-default`` (``aura_mem_dev/training/recipes.py``: AURA by ``CounterfactualGate``
+with DAgger callbacks, the KV arm by ``FixedGate("always")``), and through ``train_aura`` (the
+older entry point, kept as a thin mapping onto ``Trainer`` with ``StraightThroughGate`` /
+``FixedGate``) the synthetic benchmark and the arm recipe (``aura_mem_dev/arm``).
 """
 
 from __future__ import annotations
