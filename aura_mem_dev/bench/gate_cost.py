@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from aura_mem_dev.bench.cli import command_line
     from aura_mem_dev.training.episodes import EpisodeSource
     from aura_mem_dev.training.recipes import TRAIN_SEED0, DaggerRecipe, Seeds, base_data
-    from aura_mem_ros.backbones.mini import MiniBackbone
+    from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
 
     torch.set_num_threads(1)
@@ -99,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
     )
     eps = base_data(backbone, recipe, Seeds(TRAIN_SEED0)).episodes
     gen = torch.Generator().manual_seed(0)
-    result: dict = {"command": command_line("gate-cost"), "layer": str(args.layer)}
+    shipped = DEFAULT_MODEL_DIR.resolve()
+    layer_path = Path(args.layer).resolve()
+    if layer_path == shipped or shipped in layer_path.parents:
+        layer_path = Path("models/mini") / layer_path.relative_to(shipped)
+    result: dict = {"command": command_line("gate-cost"), "layer": str(layer_path)}
     for name, source, horizon in (
         ("episodes", EpisodeSource(eps), 8),
         ("streams_150", EpisodeSource(eps, stream_len=(12, 12), max_stream_steps=150), 24),

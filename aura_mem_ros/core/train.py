@@ -19,11 +19,14 @@ schedule and the gate's loss:
 - ``FixedGate``: no gate learning (always/random/periodic/score gates, KV cache, GRU).
 
 Cost of the counterfactual objective (``write_benefits``; measured by ``make bench-gate-cost``
-= ``aura-mem-bench gate-cost`` -> docs/results/gate_cost.json, one thread, 2-core machine
-shared with other jobs, so upper bounds), per 1,000 sequence steps: MiniGrid episodes (T <= 30): exact 0.88 s, horizon 8
-0.55 s (98.5% the same write decisions as exact); never-reset streams of ~150 steps: exact
-10.8 s, horizon 24 1.6 s (92% the same decisions); the reference with two full re-runs per
-step: 2.5 s and 23 s. Exact costs O(T^2) step evaluations per sequence, horizon H O(T H).
+= ``aura-mem-bench gate-cost`` -> docs/results/gate_cost.json, one thread on the shared 2-core
+machine, so upper bounds), per 1,000 sequence steps, batch of 32, the shipped MiniGrid layer:
+MiniGrid episodes (T <= 13 here): exact 0.24 s, horizon 8 0.15 s (the same write decisions as
+exact on every step), the reference (two full re-runs per step) 1.27 s; never-reset streams of
+12 episodes (T <= 129): exact 1.7 s, horizon 24 0.32 s (92% the same decisions), reference
+9.9 s. (The prototype measured 0.88 / 10.8 s exact under heavier load.) Exact costs O(T^2)
+step evaluations per sequence, horizon H O(T H); a 3,000-iteration MiniGrid run (batch 64)
+spends most of its ~16 min in these re-runs and the closed-loop validation.
 
 Budget: ONE controller (``PriceController``) for every learned gate. The price of a write
 (in the objective's units: summed nats for the counterfactual gate, logit units for
