@@ -25,8 +25,8 @@ MiniGrid episodes (T <= 13 here): exact 0.24 s, horizon 8 0.15 s (the same write
 exact on every step), the reference (two full re-runs per step) 1.27 s; never-reset streams of
 12 episodes (T <= 129): exact 1.7 s, horizon 24 0.32 s (92% the same decisions), reference
 9.9 s. (The prototype measured 0.88 / 10.8 s exact under heavier load.) Exact costs O(T^2)
-step evaluations per sequence, horizon H O(T H); a 3,000-iteration MiniGrid run (batch 64)
-spends most of its ~16 min in these re-runs and the closed-loop validation.
+step evaluations per sequence, horizon H O(T H). The whole 3,000-iteration MiniGrid run
+(batch 64, DAgger rollouts, closed-loop validation) took 966 s (models/mini/train_report.json).
 
 Budget: ONE controller (``PriceController``) for every learned gate. The price of a write
 (in the objective's units: summed nats for the counterfactual gate, logit units for
