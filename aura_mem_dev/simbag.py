@@ -102,7 +102,7 @@ def write_sim_bag(
             write(
                 EXPERT_TOPIC,
                 types_["aura_mem_ros/msg/AuraAction"](
-                    header, onehot, 1, 7, False, 0.0, counts["steps"], 0.0
+                    header, onehot, 1, 7, False, 0.0, counts["steps"], 0.0, False
                 ),
             )
             action = rng.randrange(3) if rng.random() < explore else target

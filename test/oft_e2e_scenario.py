@@ -22,6 +22,7 @@ import torch
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Header
 from test_node_support import Rig
 
 from aura_mem_dev.oft.tiny_checkpoint import tiny_vision_towers
@@ -63,7 +64,10 @@ def main(model_dir: str, upstream_dir: str, out: str) -> None:
             use_wrist_image=True,
             use_proprio=True,
             aura_checkpoint="",  # untrained AURA layer: the action is the backbone's
+            # CPU float32 inference takes seconds: every input age is checked again at
+            # publish time, so both limits are the step timeout here.
             max_obs_age_s=STEP_TIMEOUT_S,
+            max_proprio_age_s=STEP_TIMEOUT_S,
         )
         t0 = time.perf_counter()
         rig.start()
@@ -79,7 +83,7 @@ def main(model_dir: str, upstream_dir: str, out: str) -> None:
         rig.wrist_pub.publish(rgb_to_image(wrist, stamp=stamp, frame_id="wrist"))
         rig.proprio_pub.publish(
             JointState(
-                header=rig.image(0).header,
+                header=Header(stamp=stamp, frame_id="base"),
                 name=[f"j{i}" for i in range(8)],
                 position=proprio.astype(float).tolist(),
             )
@@ -87,7 +91,9 @@ def main(model_dir: str, upstream_dir: str, out: str) -> None:
         rig.spin_for(0.2)
         before = len(rig.actions)
         t = time.perf_counter()
-        rig.image_pub.publish(rgb_to_image(image, stamp=rig.now(), frame_id="cam"))
+        # One stamp for the three inputs of a control tick, as a robot driver stamps them: the
+        # node pairs the frame with the joint state of the same stamp.
+        rig.image_pub.publish(rgb_to_image(image, stamp=stamp, frame_id="cam"))
         got = rig.spin_until(lambda b=before: len(rig.actions) > b, timeout_s=STEP_TIMEOUT_S)
         wall = time.perf_counter() - t
         if not got:

@@ -171,7 +171,7 @@ def test_killed_writer_leaves_closed_splits_readable_and_recovery_salvages(
     )
     w.add_topic(spec)
     for i in range(120):
-        msg = cls(header(stamp(i, 0), ""), np.zeros(7, np.float32), 1, 7, False, 0.0, i, 1.0)
+        msg = cls(header(stamp(i, 0), ""), np.zeros(7, np.float32), 1, 7, False, 0.0, i, 1.0, False)
         w.write(spec.topic, 10**9 + i, bytes(ts.serialize_cdr(msg, t)))
         w.tick()  # flush_interval 0: every message is handed to the OS at once
     shutil.copytree(tmp_path / "bag", tmp_path / "killed")

@@ -14,6 +14,7 @@ VENV = Path(sys.prefix)
 TOOLS = (
     "aura_mem_node",
     "minigrid_sim",
+    "arm_sim",
     "aura-mem-record",
     "aura-mem-eval",
     "aura-mem-train",

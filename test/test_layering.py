@@ -24,6 +24,13 @@ ROS_FREE = [
     "aura_mem_ros.backbones.toy",
     "aura_mem_ros.backbones.openvla_oft",
     "aura_mem_ros.persistence",
+    # the node's rules, kept apart from its wiring (ros/aura_node.py)
+    "aura_mem_ros.ros.pipeline",
+    "aura_mem_ros.ros.stats",
+    "aura_mem_ros.ros.freshness",
+    "aura_mem_ros.ros.frame_rate",
+    "aura_mem_ros.ros.worker",
+    "aura_mem_ros.ros.topics",
     "aura_mem_ros.reset_policy",
     "aura_mem_ros.serving",
     "aura_mem_ros.validation",

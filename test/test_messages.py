@@ -57,6 +57,7 @@ def test_messages_have_the_documented_fields() -> None:
         "write_prob": "float",
         "step": "uint64",
         "latency_ms": "float",
+        "is_safe_action": "boolean",
     }
     stats_fields = MemoryStats.get_fields_and_field_types()
     assert stats_fields["kv_equivalent_bytes"] == "uint64"

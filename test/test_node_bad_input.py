@@ -108,11 +108,11 @@ def test_bad_proprio_rejected(make_rig, joints: JointState) -> None:
     rig: Rig = make_rig(use_proprio=True, backbone_args='{"d_model": 16, "proprio_dim": 2}')
     rig.start()
     rig.proprio_pub.publish(JointState(name=["a", "b"], position=[0.1, 0.2]))
-    rig.spin_until(lambda: rig.node._latest_proprio is not None)
+    rig.spin_until(lambda: rig.node.latest_proprio is not None)
     rig.send(rig.image(0), expect_action=True)
     before = rig.state()
     rig.proprio_pub.publish(joints)
-    rig.spin_until(lambda: list(rig.node._latest_proprio.position) != [0.1, 0.2])
+    rig.spin_until(lambda: list(rig.node.latest_proprio.position) != [0.1, 0.2])
     rig.send(rig.image(1), expect_action=False)
     assert rig.node.stats.snapshot().rejected_by_reason == {"bad_proprio": 1}
     assert rig.state() == before
@@ -129,7 +129,7 @@ def test_proprio_joint_order_mapping(make_rig) -> None:
     original = rig.node.pipeline.backbone.step
     rig.node.pipeline.backbone.step = lambda obs: (seen.append(obs.proprio), original(obs))[1]
     rig.proprio_pub.publish(JointState(name=["a", "x", "b"], position=[1.0, 9.0, 2.0]))
-    rig.spin_until(lambda: rig.node._latest_proprio is not None)
+    rig.spin_until(lambda: rig.node.latest_proprio is not None)
     rig.send(rig.image(0), expect_action=True)
     assert seen[-1].tolist() == [2.0, 1.0]
 
@@ -140,7 +140,7 @@ def test_missing_proprio(make_rig) -> None:
     rig.send(rig.image(0), expect_action=False)
     assert rig.node.stats.snapshot().rejected_by_reason == {"missing_proprio": 1}
     rig.proprio_pub.publish(JointState(name=["a", "b"], position=[0.1, 0.2]))
-    rig.spin_until(lambda: rig.node._latest_proprio is not None)
+    rig.spin_until(lambda: rig.node.latest_proprio is not None)
     rig.send(rig.image(0), expect_action=True)
 
 
@@ -206,3 +206,27 @@ def test_backbone_exception_is_error_on_diagnostics_then_recovers(make_rig) -> N
         "backbone",
         where=lambda s: s.level == DiagnosticStatus.OK and values(s)["backbone_errors"] == "1",
     )
+
+
+def test_oversized_instruction_rejected_and_never_echoed_whole(make_rig, capfd) -> None:
+    rig: Rig = make_rig(max_instruction_bytes=1024)
+    rig.start()
+    huge = "move the red block " + "x" * 1_000_000  # 1 MB
+    rig.instruct(huge)
+    assert rig.node.pipeline.instruction == "pick up the cup"  # kept
+    assert rig.node.stats.snapshot().rejected_by_reason == {"oversized_instruction": 1}
+    status = rig.latest_status("inputs", where=lambda s: s.level == DiagnosticStatus.WARN)
+    assert sum(len(kv.key) + len(kv.value) for kv in status.values) < 2000
+    assert len(status.message) < 300
+    log = capfd.readouterr().err
+    assert "oversized_instruction" in log and "1000019 bytes" in log
+    assert max(len(line) for line in log.splitlines()) < 500
+    # At the limit it is taken, and diagnostics still show only a prefix of it.
+    long_ok = "stack the cups " + "y" * 1000
+    rig.instruct(long_ok)
+    assert rig.node.pipeline.instruction == long_ok
+    status = rig.latest_status(
+        "inputs", where=lambda s: values(s)["instruction"].startswith("stack the cups")
+    )
+    assert len(values(status)["instruction"]) < 120
+    rig.send(rig.image(1), expect_action=True)

@@ -74,3 +74,53 @@ def test_markdown_table_lists_every_parameter() -> None:
     table = parameters.markdown_table()
     for spec in parameters.SPECS:
         assert f"| `{spec.name}` |" in table
+
+
+def test_parameter_services_answer_for_every_declared_name(make_rig) -> None:
+    """What ``ros2 param list / dump / describe`` send: every name in ONE request."""
+    from rcl_interfaces.srv import (
+        DescribeParameters,
+        GetParameters,
+        GetParameterTypes,
+        ListParameters,
+    )
+
+    rig: Rig = make_rig()
+    rig.start()
+
+    def call(srv_type, service: str, request):
+        client = rig.client.create_client(srv_type, f"/aura_mem/{service}")
+        assert rig.spin_until(client.service_is_ready), service
+        future = client.call_async(request)
+        assert rig.spin_until(future.done), service
+        return future.result()
+
+    listed = call(ListParameters, "list_parameters", ListParameters.Request()).result.names
+    assert {s.name for s in parameters.SPECS} <= set(listed)
+    got = call(GetParameters, "get_parameters", GetParameters.Request(names=listed))
+    assert len(got.values) == len(listed)
+    assert all(v.type != 0 for v in got.values)  # every one SET (0 = PARAMETER_NOT_SET)
+    described = call(
+        DescribeParameters, "describe_parameters", DescribeParameters.Request(names=listed)
+    )
+    assert [d.name for d in described.descriptors] == list(listed)
+    types = call(GetParameterTypes, "get_parameter_types", GetParameterTypes.Request(names=listed))
+    assert len(types.types) == len(listed) and 0 not in types.types
+    by_name = dict(zip(listed, got.values, strict=True))
+    assert by_name["action_min"].type == Parameter.Type.DOUBLE_ARRAY.value
+    assert list(by_name["proprio_joint_names"].string_array_value) == []
+
+
+def test_typed_empty_arrays_stay_read_only_and_take_start_up_values(ros_context) -> None:
+    node = AuraMemNode(
+        context=ros_context,
+        parameter_overrides=[Parameter("action_min", value=[-1.0])],
+    )
+    try:
+        assert list(node.get_parameter("action_min").value) == [-1.0]
+        assert node.get_parameter("action_max").type_ == Parameter.Type.DOUBLE_ARRAY
+        for name in ("action_min", "action_max", "proprio_joint_names"):
+            assert node.describe_parameter(name).read_only
+        assert not node.set_parameters([Parameter("action_max", value=[1.0])])[0].successful
+    finally:
+        node.destroy_node()

@@ -124,3 +124,29 @@ def test_saved_results_read_back_unchanged() -> None:
     for name in ("perf.json", "perf_soak.json"):
         data = json.loads((REPO_ROOT / "docs" / "results" / name).read_text())
         assert PerfResult.from_dict(data).to_dict() == data
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_serving_latency_runs_and_renders(tmp_path: Path) -> None:
+    """`aura-mem-bench serving-latency` (joint states at camera rate) on a 1-s stream: the JSON
+    reads back as the typed result, and --render rewrites the same report from it."""
+    from aura_mem_dev.bench import serving_latency
+    from aura_mem_dev.bench.serving_latency import ServingLatencyResult
+
+    out, md = tmp_path / "perf_serving.json", tmp_path / "perf_serving.md"
+    args = ["--sizes", "224x224", "--seconds", "1", "--warmup-seconds", "0.5"]
+    assert serving_latency.main([*args, "--out", str(out), "--md", str(md)]) == 0
+    data = json.loads(out.read_text())
+    result = ServingLatencyResult.from_dict(data)
+    assert result.to_dict() == data
+    (row,) = result.sizes
+    assert row.size == "224x224" and row.frames_sent >= 20
+    assert row.actions > 0 and row.e2e_ms["p95"] >= row.e2e_ms["p50"] > 0
+    assert result.meta.profile is True
+    text = md.read_text()
+    assert "| 224x224 |" in text and "e2e p95 <= 25 ms" in text
+    again = tmp_path / "again.md"
+    assert serving_latency.main(["--render", str(out), "--md", str(again)]) == 0
+    assert again.read_text() == text

@@ -82,7 +82,7 @@ def write_cue_bag(path: Path, episodes: int, seed: int, learnable: bool = True) 
             base = backbone.step(Observation((img,), INSTRUCTION)).action
             target = target_action(base, t, sign) if learnable else base
             action = ts.types["aura_mem_ros/msg/AuraAction"](
-                header, target.astype(np.float32).reshape(-1), 2, 3, False, 0.0, 0, 0.0
+                header, target.astype(np.float32).reshape(-1), 2, 3, False, 0.0, 0, 0.0, False
             )
             write("/teleop/action", action)
             t_ns += 100_000_000

@@ -129,7 +129,7 @@ def test_continuous_backbone_learns_teleop_correction(tmp_path) -> None:
             write(
                 "/teleop/action",
                 ts.types["aura_mem_ros/msg/AuraAction"](
-                    header, target.reshape(-1), 2, 3, False, 0.0, 0, 0.0
+                    header, target.reshape(-1), 2, 3, False, 0.0, 0, 0.0, False
                 ),
             )
             t_ns += 100_000_000

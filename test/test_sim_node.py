@@ -64,6 +64,29 @@ def test_sim_runs_seeded_episodes_driven_by_its_expert_topic(
         sim.destroy_node()
 
 
+def test_sim_never_executes_the_safe_action(ros_context) -> None:
+    """The stop command carries zero 'logits' whose argmax is action 0 (turn left): the
+    simulator must hold still on it, even stamped like the pending frame."""
+    sim = MiniGridSimNode(
+        context=ros_context, defaults=SimParams(episodes=1, reset_service="", proprio_lead_s=0.0)
+    )
+    try:
+        sim._begin_episode()
+        sec, nanosec = sim._pending_stamp
+        heading = sim._obs.heading_rad
+        safe = AuraAction(action=[0.0] * 7, chunk_size=1, action_dim=7, is_safe_action=True)
+        safe.header.stamp.sec, safe.header.stamp.nanosec = sec, nanosec
+        sim._on_action(safe)
+        assert sim._steps == 0 and sim.safe_actions == 1
+        assert sim._obs.heading_rad == heading and sim._pending_stamp == (sec, nanosec)
+        turn = AuraAction(action=[1.0] + [0.0] * 6, chunk_size=1, action_dim=7)
+        turn.header.stamp = safe.header.stamp
+        sim._on_action(turn)  # the same zero-ish command, not marked safe: executed
+        assert sim._steps == 1
+    finally:
+        sim.destroy_node()
+
+
 def test_sim_calls_the_reset_service_only_when_told_to(ros_context, make_node) -> None:
     """reset_between_episodes false: no reset client, so no ~/reset_memory call between
     episodes (a server counts the calls); true: one call at every episode start."""

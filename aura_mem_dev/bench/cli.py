@@ -31,6 +31,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "aura_mem_dev.bench.retrain",
         "bags -> aura-mem-train from a fresh layer -> closed-loop panel",
     ),
+    "serving-latency": (
+        "aura_mem_dev.bench.serving_latency",
+        "the node end to end with joint states at camera rate",
+    ),
     "train-sweep": ("aura_mem_dev.scale.train_sweep", "aura-mem-train over budgets x seeds (Ray)"),
 }
 

@@ -100,6 +100,21 @@ class ArmResult:
         return cls(**out)
 
 
+# What differs between two runs of the same panel: wall time, and each arm's memory-step
+# timings (measured on whichever process ran the arm's first and last episodes).
+ARM_TIMING_FIELDS = ("memory_step_ms_start", "memory_step_ms_end")
+
+
+def without_timing(panel_dict: dict[str, Any]) -> dict[str, Any]:
+    """A panel's JSON dict without its timing fields (what two runs must agree on)."""
+    out = {k: v for k, v in panel_dict.items() if k != "seconds"}
+    out["arms"] = {
+        arm: {k: v for k, v in fields.items() if k not in ARM_TIMING_FIELDS}
+        for arm, fields in panel_dict["arms"].items()
+    }
+    return out
+
+
 @dataclass
 class Panel:
     """Every arm on the same seeds of one environment (docs/results/closed_loop_<env>.json)."""

@@ -3,7 +3,9 @@ table, and write the table (markdown + JSON).
 
 One node process (with the fault backbone) serves the input rows in sequence, each row first
 proving the node still serves; the persistence rows start their own node processes because
-they are about start-up and crashes.
+they are about start-up and crashes. The serving rows (issue 13, ``SERVING_ROW_NAMES``) run
+the plain node: several share one ``mini`` node (``ServingRows.shared``), the others start
+their own (a slow ``toy`` backbone for the timing rows, the launch file's wiring).
 """
 
 from __future__ import annotations
@@ -22,11 +24,33 @@ from pathlib import Path
 from typing import Any
 
 from aura_mem_dev.bench.cli import command_line
-from aura_mem_dev.faults import inputs, persistence, process, transport
+from aura_mem_dev.faults import (
+    freshness,
+    inputs,
+    persistence,
+    process,
+    stopping,
+    tooling,
+    transport,
+)
 from aura_mem_dev.faults.harness import Probe, reserved_domain
 from aura_mem_dev.faults.row import FaultRow
+from aura_mem_dev.faults.serving_probe import node_session
 from aura_mem_dev.faults.session import Session
 
+# Safe serving on a real arm (issue 13): one row per problem observed.
+SERVING_ROW_NAMES = (
+    "stale_result_at_publish",
+    "proprio_stream_stops",
+    "proprio_pairing",
+    "launch_record_replay",
+    "oversized_instruction",
+    "transport_loss",
+    "parameter_services",
+    "stop_in_flight",
+    "safe_action_marked",
+    "package_colcon_test",
+)
 ROW_NAMES = (
     "wrong_encoding",
     "step_mismatch",
@@ -42,6 +66,7 @@ ROW_NAMES = (
     "crash_points",
     "corrupt_state_file",
     "unwritable_state_dir",
+    *SERVING_ROW_NAMES,
 )
 # The shared node's max_image_pixels (160 x 120). Not the YAML's 3840 x 2160: a real frame
 # above that is ~25 MB, and with the node's best-effort camera QoS the default Fast DDS
@@ -76,6 +101,61 @@ class FaultRun:
             "meta": {k: v for k, v in meta.items() if v is not None},
             "rows": [r.to_dict() for r in self.rows],
         }
+
+
+class ServingRows:
+    """The serving rows in table order, and the ``mini`` node several of them share (started
+    when first needed, restarted if a row killed it)."""
+
+    def __init__(self, probe: Probe, domain: int, workdir: Path) -> None:
+        self.probe, self.domain = probe, domain
+        self.workdir = workdir / "serving"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._shared: Session | None = None
+        self._starts = 0
+
+    def shared(self) -> Session:
+        if self._shared is not None and self._shared.alive():
+            return self._shared
+        if self._shared is not None:
+            self._shared.close()
+        self._starts += 1
+        s = node_session(self.probe, self.domain, self.workdir, f"shared{self._starts}", {})
+        if not s.ready(120.0):
+            log = s.close()
+            raise RuntimeError("shared node never served:\n" + log[-2000:])
+        self._shared = s
+        return s
+
+    def alone(self, row: Callable[[Probe, int, Path], FaultRow]) -> Callable[[], FaultRow]:
+        """A row that starts its own node: the shared one (same name) must be gone first."""
+
+        def run() -> FaultRow:
+            self.close()
+            return row(self.probe, self.domain, self.workdir)
+
+        return run
+
+    def rows(self) -> dict[str, Callable[[], FaultRow]]:
+        rows = {
+            "stale_result_at_publish": self.alone(freshness.stale_result_at_publish),
+            "proprio_stream_stops": lambda: freshness.proprio_stream_stops(self.shared()),
+            "proprio_pairing": self.alone(freshness.proprio_pairing),
+            "launch_record_replay": self.alone(tooling.launch_record_replay),
+            "oversized_instruction": lambda: inputs.oversized_instruction(self.shared()),
+            "transport_loss": lambda: transport.transport_loss(self.shared()),
+            "parameter_services": lambda: tooling.parameter_services(self.shared()),
+            "stop_in_flight": self.alone(stopping.stop_in_flight),
+            "safe_action_marked": lambda: stopping.safe_action_marked(self.shared()),
+            "package_colcon_test": lambda: tooling.package_colcon_test(self.workdir),
+        }
+        assert tuple(rows) == SERVING_ROW_NAMES
+        return rows
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +256,12 @@ def run_rows(
                 "unwritable_state_dir",
                 lambda: persistence.unwritable_state_dir(probe, domain, work),
             )
+            serving = ServingRows(probe, domain, work)
+            try:
+                for name, row_fn in serving.rows().items():
+                    guarded(name, row_fn)
+            finally:
+                serving.close()
         finally:
             probe.close()
     return rows

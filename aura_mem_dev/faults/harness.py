@@ -237,8 +237,13 @@ class Probe:
             self._proprio_on.set()
 
     def _spin(self) -> None:
-        with contextlib.suppress(Exception):  # the context is shut down under it at close()
-            self.executor.spin()
+        """Spin until close(). An exception (a callback, an entity destroyed while the wait
+        set held it) must not end the probe's reception for every later row."""
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except Exception:
+                time.sleep(0.01)  # the context is shut down under it at close(), or a blip
 
     def _keep(self, target: list[Received]) -> Callable[[Any], None]:
         def callback(msg: Any) -> None:

@@ -1,4 +1,5 @@
-"""Fault table, input rows: malformed images, NaN proprio, empty and flooding instructions.
+"""Fault table, input rows: malformed images, NaN proprio, empty, flooding and oversized
+instructions.
 
 Each bad input must be rejected under its reason, counted, reported on /diagnostics, and
 leave memory untouched (``rejected_inputs_row``); the node must go on serving.
@@ -15,7 +16,8 @@ import numpy as np
 from aura_mem_dev.faults import inject
 from aura_mem_dev.faults.harness import MINI_INSTRUCTION, describe_status, level_name, status_values
 from aura_mem_dev.faults.row import FaultRow
-from aura_mem_dev.faults.session import Session, log_lines, short, stream
+from aura_mem_dev.faults.serving_probe import inputs_delta, wait_until
+from aura_mem_dev.faults.session import DIAG_PERIOD_S, Session, log_lines, short, stream
 
 
 def rejected_inputs_row(
@@ -267,4 +269,69 @@ def instruction_flood(s: Session, seconds: float = 1.0, rate_hz: float = 1000.0)
     row.diagnostics = describe_status(final, ("instruction",)) if final else "(none)"
     del base
     row.seconds = time.monotonic() - t0
+    return row
+
+
+SIZES = (100_000, 1_000_000, 10_000_000)  # the limit is 1024 bytes
+
+
+def oversized_instruction(s: Session) -> FaultRow:
+    from rclpy.serialization import serialize_message
+
+    row = FaultRow(
+        "oversized instruction (100 kB, 1 MB, 10 MB)",
+        "instructions of 100 kB, 1 MB and 10 MB on /instruction (max_instruction_bytes 1024)",
+    )
+    probe = s.probe
+    before = s.inputs_values()
+    log_before = len(s.node.log())
+    idx = probe.n_diagnostics()
+    arrived: list[bool] = []
+    for size in SIZES:
+        probe.instruct("pick up the " + "x" * size)
+        # Over the default transports a reliable sample above the 512-KB shared-memory segment
+        # is fragmented over UDP and repaired by heartbeats: on a loaded machine 1 MB can take
+        # tens of seconds, and a later sample replaces it (depth 1). What arrives must be
+        # rejected; nothing oversized may ever be taken.
+        need = sum(arrived) + 1
+        arrived.append(
+            wait_until(
+                lambda n=need: (
+                    inputs_delta(before, s.inputs_values(), "rejected_oversized_instruction") >= n
+                ),
+                20.0,
+            )
+        )
+    time.sleep(2 * DIAG_PERIOD_S + 0.2)
+    after = s.inputs_values()
+    rejected = inputs_delta(before, after, "rejected_oversized_instruction")
+    with probe._lock:
+        arrays = [r.msg for r in probe.log.diagnostics[idx:]]
+    biggest = max((len(serialize_message(a)) for a in arrays), default=0)
+    lines = s.node.log()[log_before:].splitlines()
+    longest = max((len(line) for line in lines), default=0)
+    row.check("rejected", arrived[0], "the 100-kB instruction was not rejected")
+    row.check("task_kept", after.get("instruction") == MINI_INSTRUCTION, "instruction changed")
+    row.check("diagnostics_small", biggest < 16_000, f"a DiagnosticArray of {biggest} bytes")
+    row.check("log_small", longest < 1000, f"a log line of {longest} characters")
+    served = s.good_frame()
+    row.kept_running = s.alive() and served is not None
+    row.check("still_serving", row.kept_running, "no action afterwards")
+    logged = [ln for ln in lines if "oversized_instruction" in ln]
+    row.node_did = (
+        ", ".join(
+            f"{size / 1e6:g} MB: " + ("rejected" if ok else "not delivered in 20 s")
+            for size, ok in zip(SIZES, arrived, strict=True)
+        )
+        + f" (rejected_oversized_instruction +{rejected}); kept the task; largest "
+        f"/diagnostics array {biggest} B, longest log line {longest} chars"
+        + (f": `{logged[0].split('] ', 2)[-1][:100]}...`" if logged else "")
+    )
+    row.memory_lost = "no: task and memory unchanged"
+    warn = probe.wait_status("inputs", lambda st: "rejected" in st.message, 1.0, since=idx)
+    row.diagnostics = describe_status(warn, ("rejected_oversized_instruction",))
+    # Leave the latched topic holding the real task, and let a 10-MB sample still in
+    # transfer finish before the next row (its reassembly holds the node's executor).
+    s.probe.instruct(MINI_INSTRUCTION)
+    time.sleep(2.0)
     return row

@@ -1,15 +1,25 @@
 """Fault table, transport rows: a camera that stops and comes back, publishers whose QoS
-cannot match the node's, and (an observation, not a row) which frame sizes DDS delivers."""
+cannot match the node's, frames lost in transport (``transport_loss``: counted from gaps in
+the camera's stamp sequence, WARN naming the Fast DDS profile), and (an observation, not a
+row) which frame sizes DDS delivers."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from aura_mem_dev.faults.harness import MINI_INSTRUCTION, describe_status, level_name
+from aura_mem_dev.faults.harness import (
+    MINI_INSTRUCTION,
+    Probe,
+    describe_status,
+    level_name,
+    status_values,
+)
 from aura_mem_dev.faults.row import FaultRow
+from aura_mem_dev.faults.serving_probe import set_param, wait_until
 from aura_mem_dev.faults.session import DIAG_PERIOD_S, Session, short, stream
 
 
@@ -267,3 +277,108 @@ def frame_delivery(
             }
         )
     return out
+
+
+class _Camera:
+    """A 30-Hz camera stamp sequence, continuous across calls (a real camera does not restart
+    its clock between two stretches of loss); frames with keep(i) false never leave, which is
+    all the node can see of a transport loss."""
+
+    def __init__(self, probe: Probe, s: Session, pub: Any = None) -> None:
+        self.probe, self.s, self.pub = probe, s, pub or probe.image_pub
+        self.t0 = probe.node.get_clock().now().nanoseconds
+        self.index = 0
+
+    def stream(self, n: int, keep: Callable[[int], bool]) -> tuple[int, int]:
+        """``n`` frames at 30 Hz: (frames generated, frames sent)."""
+        start = time.monotonic()
+        sent = 0
+        for k in range(n):
+            time.sleep(max(0.0, start + k / 30 - time.monotonic()))
+            if keep(k):
+                ns = self.t0 + int((self.index + k) * 1e9 / 30)
+                stamp = self.probe.now_msg()
+                stamp.sec, stamp.nanosec = ns // 10**9, ns % 10**9
+                self.pub.publish(self.probe.image_msg(self.s.frame(), stamp))
+                sent += 1
+        self.index += n
+        return n, sent
+
+
+def transport_loss(s: Session) -> FaultRow:
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    row = FaultRow(
+        "camera frames lost in transport",
+        "a 30-Hz camera whose frames 40 % of the time never arrive (camera_rate_hz 30), "
+        "then all arrive; then camera_rate_hz 0 and a camera advertising a 33-ms QoS "
+        "deadline losing half",
+    )
+    probe = s.probe
+    row.check("rate_configured", set_param(probe, "camera_rate_hz", 30.0), "set refused")
+    idx = probe.n_diagnostics()
+    lost0 = int((probe.latest_stats() or type("S", (), {"frames_lost": 0})).frames_lost)
+    camera = _Camera(probe, s)
+    # 88 frames: the last one is sent, so every withheld frame shows as a gap before it.
+    n, sent = camera.stream(88, lambda i: i % 5 < 3)
+    time.sleep(0.5)
+    stats = s.fresh_stats(time.time_ns())
+    lost = int(stats.frames_lost) - lost0 if stats is not None else -1
+    warn = probe.wait_status("transport", lambda st: level_name(st) == "WARN", 3.0, since=idx)
+    row.check("warned", warn is not None, "transport never WARNed")
+    row.check(
+        "points_at_profile",
+        warn is not None and "fastdds_large_data.xml" in warn.message,
+        "the WARN does not name the Fast DDS profile",
+    )
+    # Withheld frames are counted; best-effort frames really lost between the two processes
+    # count too (rightly), and a node stall longer than camera_timeout_s reads as a dropout
+    # instead (not counted): an estimate, checked as one.
+    withheld = n - sent
+    row.check(
+        "counted",
+        0.7 * withheld <= lost <= withheld + max(3, sent // 10),
+        f"frames_lost {lost}, {withheld} withheld of {n}",
+    )
+    camera.stream(90, lambda i: True)
+    idx_ok = probe.n_diagnostics()
+    ok = probe.wait_status("transport", lambda st: True, 2.0, since=idx_ok)
+    row.check(
+        "clears",
+        ok is not None and level_name(ok) == "OK",
+        f"still {describe_status(ok)} with every frame arriving",
+    )
+    # The rate a camera advertises as its QoS deadline, with nothing configured.
+    row.check("rate_unset", set_param(probe, "camera_rate_hz", 0.0), "set refused")
+    advertising = probe.node.create_publisher(
+        Image,
+        "/image",
+        QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.BEST_EFFORT,
+            deadline=Duration(nanoseconds=int(1e9 / 30)),
+        ),
+    )
+    try:
+        wait_until(lambda: advertising.get_subscription_count() > 0, 5.0)
+        time.sleep(2 * DIAG_PERIOD_S)
+        idx_adv = probe.n_diagnostics()
+        _Camera(probe, s, advertising).stream(90, lambda i: i % 2 == 0)
+        adv = probe.wait_status(
+            "transport", lambda st: level_name(st) == "WARN", 3.0, since=idx_adv
+        )
+        row.check("advertised_rate", adv is not None, "no WARN at the advertised rate")
+    finally:
+        probe.node.destroy_publisher(advertising)
+    row.kept_running = s.alive() and s.good_frame() is not None
+    row.check("still_serving", row.kept_running, "no action afterwards")
+    row.node_did = (
+        f"{n - sent} of {n} frames withheld -> frames_lost {lost}, transport WARN; OK again "
+        f"once all arrived; WARN too at the rate advertised as QoS deadline "
+        f"({status_values(adv).get('frame_rate_expected_hz', '?') if adv else '?'} Hz)"
+    )
+    row.memory_lost = "n/a (frames that never arrive cannot be served)"
+    row.diagnostics = describe_status(warn, ("frames_lost_total", "frame_rate_seen_hz"))
+    return row

@@ -2,9 +2,10 @@
 
 Each benchmark returns a typed result (a dataclass, saved as JSON next to its report) and
 one module here turns it into markdown with the primitives below: ``perf``, ``faults``,
-``synthetic``, ``closed_loop``. Reports state what was measured, how, and against which
-target; what the numbers mean on a particular machine (a shared VM's slow spells, DDS
-transport limits) is written once in docs/results/NOTES.md, which the reports link to.
+``synthetic``, ``closed_loop``, ``serving_latency``, ... Reports state what was measured,
+how, and against which target; what the numbers mean on a particular machine (a shared VM's
+slow spells, DDS transport limits) is written once in docs/results/NOTES.md, which the
+reports link to.
 """
 
 from __future__ import annotations

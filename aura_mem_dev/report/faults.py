@@ -73,8 +73,10 @@ def render_markdown(run: FaultRun) -> str:
         "",
         "A row passes when all its named checks pass (the `checks` column; each is a "
         "`row.check(name, ...)` in `aura_mem_dev/faults/{inputs,transport,persistence,"
-        "process}.py`). The same scenario functions run as pytest tests "
-        "(`test/test_faults_*.py`, fewer repeats), which assert the same check names.",
+        "process,freshness,stopping,tooling}.py`). The same scenario functions run as pytest "
+        "tests (`test/test_faults_*.py`, fewer repeats), which assert the same check names; "
+        "`stop_in_flight` and `package_colcon_test` take minutes and run only here (the suite "
+        "covers them in-process: `test/test_node_stopping.py`, `test/test_build.py`).",
         "",
     ]
     return "\n".join(lines)

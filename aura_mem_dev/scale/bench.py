@@ -100,10 +100,6 @@ class ScaleResult:
         return dataclasses.asdict(self)
 
 
-def _without_timing(panel_dict: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in panel_dict.items() if k != "seconds"}
-
-
 def _start_cluster(cpus: int) -> float:
     import ray
 
@@ -127,7 +123,7 @@ def sweep_timing(
 ) -> SweepTiming:
     import ray
 
-    from aura_mem_dev.bench.closed_loop import run_panel
+    from aura_mem_dev.bench.closed_loop import run_panel, without_timing
     from aura_mem_dev.scale.panel import plan_shards, run_panel_on_ray
 
     run_panel(env_id, 1, EVAL_SEED_BASE, max_steps, ("aura",))  # warm, as the workers are
@@ -157,7 +153,7 @@ def sweep_timing(
             ray_s[str(n)] = round(time.perf_counter() - t0, 2)
         finally:
             ray.shutdown()
-        identical &= _without_timing(panel.to_dict()) == _without_timing(reference)
+        identical &= without_timing(panel.to_dict()) == without_timing(reference)
     return SweepTiming(
         env_id,
         list(arms),

@@ -92,8 +92,9 @@ def _run_shard(
     model_dir: str | None,
     aura_rate: float | None,
     panel_kwargs: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """One shard, in a Ray worker: the single-process panel on its seeds, one arm."""
+) -> dict[str, Any]:
+    """One shard, in a Ray worker: the single-process panel on its seeds, one arm. Returns
+    its per-episode rows, the arm's own figures and the panel's metadata."""
     from aura_mem_dev.bench.closed_loop import run_panel
 
     panel = run_panel(
@@ -106,24 +107,49 @@ def _run_shard(
         aura_rate=aura_rate,
         **panel_kwargs,
     )
-    return panel.per_episode[shard.arm]
+    return {
+        "rows": panel.per_episode[shard.arm],
+        "arm": panel.arms[shard.arm],
+        "meta": {"reset_mode": panel.reset_mode, "envs": panel.envs, "model": panel.model},
+    }
 
 
-def arm_result(rows: list[dict[str, Any]]) -> Any:
-    """An arm's figures from its per-episode rows (run_panel's formulas, over all seeds)."""
+def arm_result(rows: list[dict[str, Any]], parts: list[Any] | None = None) -> Any:
+    """An arm's figures from its per-episode rows in seed order (run_panel's formulas, over all
+    seeds). ``parts``: the shards' own ArmResults in seed order, for what rows do not hold
+    (state bytes and memory-step timings after the last episode, the agent's reset count)."""
     from aura_mem_dev.bench.closed_loop import ArmResult, wilson_interval
 
     n = len(rows)
     n_succ = sum(bool(r["success"]) for r in rows)
     steps = sum(int(r["steps"]) for r in rows)
     writes = sum(int(r["writes"]) for r in rows)
+    q = max(1, n // 4)
+    first = sum(bool(r["success"]) for r in rows[:q])
+    last = sum(bool(r["success"]) for r in rows[-q:])
+    by_env: dict[str, list[int]] = {}
+    for r in rows:
+        tally = by_env.setdefault(r.get("env", ""), [0, 0])
+        tally[0] += int(bool(r["success"]))
+        tally[1] += 1
+    parts = parts or []
     return ArmResult(
-        n_succ / n,
-        wilson_interval(n_succ, n),
-        writes / n,
-        steps / n,
-        writes / max(1, steps),
-        n_succ,
+        success=n_succ / n,
+        ci95=wilson_interval(n_succ, n),
+        writes_per_episode=writes / n,
+        steps_per_episode=steps / n,
+        writes_per_step=writes / max(1, steps),
+        successes=n_succ,
+        first_quarter_success=first / q,
+        first_quarter_ci95=wilson_interval(first, q),
+        last_quarter_success=last / q,
+        last_quarter_ci95=wilson_interval(last, q),
+        final_state_bytes=parts[-1].final_state_bytes if parts else None,
+        memory_step_ms_start=parts[0].memory_step_ms_start if parts else None,
+        memory_step_ms_end=parts[-1].memory_step_ms_end if parts else None,
+        resets=sum(p.resets or 0 for p in parts) if parts else None,
+        cue_seen=sum(r.get("cue_first_seen") is not None for r in rows) / n,
+        success_by_env=by_env if len(by_env) > 1 else None,
     )
 
 
@@ -163,8 +189,11 @@ def run_panel_on_ray(
             ray, task, first, second, slots, env_id, max_steps, model_dir, panel_kwargs
         )
     per_arm: dict[str, list[dict[str, Any]]] = {}
+    parts: dict[str, list[Any]] = {}
     for shard in sorted(rows, key=lambda s: (s.arm, s.seed_offset)):
-        per_arm.setdefault(shard.arm, []).extend(rows[shard])
+        per_arm.setdefault(shard.arm, []).extend(rows[shard]["rows"])
+        parts.setdefault(shard.arm, []).append(rows[shard]["arm"])
+    meta = next(iter(rows.values()))["meta"]
     aura_rate = arm_result(per_arm["aura"]).writes_per_step if "aura" in per_arm else None
     order = sorted(arms, key=lambda a: 0 if a == "aura" else 1)  # run_panel's order
     return Panel(
@@ -173,8 +202,9 @@ def run_panel_on_ray(
         seed_offset=seed_offset,
         max_steps=max_steps,
         budget_writes_per_step=aura_rate,
-        arms={a: arm_result(per_arm[a]) for a in arms},
+        arms={a: arm_result(per_arm[a], parts[a]) for a in arms},
         per_episode={a: per_arm[a] for a in order},
+        **meta,
     )
 
 
@@ -188,17 +218,17 @@ def _schedule(
     max_steps: int,
     model_dir: str | None,
     panel_kwargs: dict[str, Any],
-) -> dict[Shard, list[dict[str, Any]]]:
+) -> dict[Shard, dict[str, Any]]:
     """At most ``slots`` shards in flight; the rate-matched wave is queued once every aura
     shard is back (with aura's rate over all seeds)."""
     queue: list[tuple[Shard, float | None]] = [(s, None) for s in first]
     aura_left = sum(s.arm == "aura" for s in first)
     in_flight: dict[Any, Shard] = {}
-    out: dict[Shard, list[dict[str, Any]]] = {}
+    out: dict[Shard, dict[str, Any]] = {}
     second_queued = not second
     while queue or in_flight or not second_queued:
         if not second_queued and aura_left == 0:
-            rows = [row for s, shard_rows in out.items() if s.arm == "aura" for row in shard_rows]
+            rows = [row for s, got in out.items() if s.arm == "aura" for row in got["rows"]]
             rate = arm_result(rows).writes_per_step
             queue += [(s, rate) for s in second]
             second_queued = True

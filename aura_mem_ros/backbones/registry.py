@@ -17,6 +17,7 @@ _REGISTRY: dict[str, type[Backbone]] = {}
 # name -> module that registers it; imported on first use.
 _MODULES: dict[str, str] = {
     "mini": "aura_mem_ros.backbones.mini",
+    "arm_mini": "aura_mem_ros.backbones.arm_mini",
     "toy": "aura_mem_ros.backbones.toy",
     "openvla_oft": "aura_mem_ros.backbones.openvla_oft",
 }

@@ -3,7 +3,8 @@
 Features are a fixed random projection of a coarse image summary, a hash of the instruction
 and the proprio vector, so different images, tasks or robot states give different features
 and actions, and the same inputs always give the same outputs. ``delay_s`` simulates a slow
-model (to exercise frame dropping); nothing here is a policy.
+model (to exercise frame dropping), ``load_delay_s`` a slow load (configure, start-up
+signals); nothing here is a policy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ToyBackbone(Backbone):
         discrete: bool = False,
         delay_s: float = 0.0,
         seed: int = 0,
+        load_delay_s: float = 0.0,
     ) -> None:
         for label, value in (
             ("d_model", d_model),
@@ -46,8 +48,10 @@ class ToyBackbone(Backbone):
             raise ValueError("toy backbone: a discrete backbone has chunk_size 1 (logits)")
         if proprio_dim is not None and proprio_dim < 1:
             raise ValueError("toy backbone: proprio_dim must be >= 1 or None")
-        if delay_s < 0:
-            raise ValueError("toy backbone: delay_s must be >= 0")
+        if delay_s < 0 or load_delay_s < 0:
+            raise ValueError("toy backbone: delay_s and load_delay_s must be >= 0")
+        if load_delay_s:
+            time.sleep(load_delay_s)  # a big model's load (what configure waits for)
         self.d_model = int(d_model)
         self.chunk_size = int(chunk_size)
         self.action_dim = int(action_dim)

@@ -42,28 +42,13 @@ from rosbags.interfaces import (
 from aura_mem_ros.bags.read import NODE_PARAMS_KEY
 from aura_mem_ros.bags.types import UnknownTypeError, ensure_type, make_typestore
 from aura_mem_ros.bags.writer import STORAGES, SplitBagWriter, TopicSpec, recover_bag
+from aura_mem_ros.ros.topics import node_path, node_topics
 
-# The node's inputs and outputs (node ``aura_mem`` in the root namespace), the teleoperation
-# topic aura-mem-train learns from, and the simulator's episode results. Topics that never
-# appear are simply not recorded.
-DEFAULT_TOPICS: tuple[str, ...] = (
-    "/image",
-    "/image/compressed",
-    "/wrist_image",
-    "/wrist_image/compressed",
-    "/instruction",
-    "/proprio",
-    "/aura_mem/action",
-    "/aura_mem/stats",
-    "/aura_mem/write_rate",
-    "/aura_mem/writes_total",
-    "/aura_mem/steps_total",
-    "/aura_mem/latency_p95_ms",
-    "/diagnostics",
-    "/teleop/action",
-    "/expert/action",
-    "/episode_result",
-)
+# The node's inputs and outputs (node ``aura_mem`` in the root namespace, as the launch file
+# starts it by default: one table, ``ros/topics.py``), the teleoperation topic aura-mem-train
+# learns from, and the simulator's episode results. Topics that never appear are simply not
+# recorded.
+DEFAULT_TOPICS: tuple[str, ...] = tuple(node_topics())
 # Never worth recording with --all: ROS plumbing.
 EXCLUDED_WITH_ALL = ("/rosout", "/parameter_events")
 PARAMS_RETRY_S = 0.3
@@ -236,6 +221,8 @@ class Recorder:
     """Subscribes and queues; construct inside an initialised rclpy context.
 
     topics: absolute names to record (ignored when record_all is true).
+    follow_node: also record every topic this node (``/ns/name``) publishes or subscribes,
+    as the ROS graph shows them, so whatever it was remapped to is followed.
     """
 
     def __init__(
@@ -248,6 +235,7 @@ class Recorder:
         qos_depth: int = 100,
         node_name: str = "aura_mem_recorder",
         params_of: str = "/aura_mem",
+        follow_node: str = "",
         context: Any = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -258,6 +246,7 @@ class Recorder:
         )
         self.writer = writer
         self.topics = [t if t.startswith("/") else "/" + t for t in topics]
+        self.follow_node = follow_node
         self.record_all = record_all
         self.qos_depth = qos_depth
         self.queue = RecordQueue(max_queue_bytes)
@@ -283,6 +272,7 @@ class Recorder:
     # graph -> subscriptions
     def poll_graph(self) -> None:
         names_types = dict(self.node.get_topic_names_and_types())
+        self._follow()
         wanted = (
             [t for t in names_types if t not in EXCLUDED_WITH_ALL]
             if self.record_all
@@ -296,6 +286,21 @@ class Recorder:
                 continue  # only subscribers so far: no type/QoS to match yet
             self._subscribe(topic, names_types[topic], publishers)
         self._poll_node_parameters()
+
+    def _follow(self) -> None:
+        """Add the followed node's topics (nothing until discovery has seen it)."""
+        if not self.follow_node:
+            return
+        namespace, _, name = self.follow_node.rpartition("/")
+        try:
+            endpoints = self.node.get_publisher_names_and_types_by_node(
+                name, namespace or "/"
+            ) + self.node.get_subscriber_names_and_types_by_node(name, namespace or "/")
+        except Exception:  # NodeNameNonExistentError: not discovered yet
+            return
+        for topic, _ in endpoints:
+            if topic not in self.topics and topic not in EXCLUDED_WITH_ALL:
+                self.topics.append(topic)
 
     def _subscribe(self, topic: str, types: list[str], publishers: list[Any]) -> None:
         msgtype = types[0]
@@ -452,6 +457,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Default topics: {' '.join(DEFAULT_TOPICS)}",
     )
     p.add_argument("topics", nargs="*", help="topics to record (default: the node's I/O)")
+    p.add_argument(
+        "--namespace",
+        default="",
+        help="the node was launched with namespace:=NS: record its default topics there "
+        "(and ask /NS/aura_mem for its parameters)",
+    )
+    p.add_argument(
+        "--follow-node",
+        default="",
+        metavar="NODE",
+        help="also record every topic NODE (e.g. /robot1/aura_mem) publishes or subscribes, "
+        "as the graph shows them: follows any remap",
+    )
     p.add_argument("-o", "--output", help="bag directory to create (default: aura_mem_<time>)")
     p.add_argument("-a", "--all", action="store_true", help="record every topic that appears")
     p.add_argument("-s", "--storage", choices=sorted(STORAGES), default="mcap")
@@ -491,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--node",
-        default="/aura_mem",
-        help="AURA-Mem node whose backbone/gate parameters are stored in the bag ('' = none)",
+        default=None,
+        help="AURA-Mem node whose backbone/gate parameters are stored in the bag ('' = none; "
+        "default: --follow-node, else /<namespace>/aura_mem)",
     )
     p.add_argument("--summary-json", help="also write the end summary to this JSON file")
     p.add_argument(
@@ -536,13 +555,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rclpy.init(args=["aura-mem-record", *argv], signal_handler_options=SignalHandlerOptions.NO)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    params_of = args.node
+    if params_of is None:
+        params_of = args.follow_node or node_path(args.namespace)
     recorder = Recorder(
         writer,
-        args.topics or DEFAULT_TOPICS,
+        args.topics or node_topics(args.namespace),
         record_all=args.all,
         max_queue_bytes=args.max_queue_size,
         qos_depth=args.qos_depth,
-        params_of=args.node,
+        params_of=params_of,
+        follow_node=args.follow_node,
     )
     executor = SingleThreadedExecutor()
     executor.add_node(recorder.node)

@@ -32,7 +32,7 @@ KV_BYTES_PER_STEP = 256  # one 32-d fp32 key + one 32-d fp32 value per step (mod
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m aura_mem_ros.demo", description=__doc__)
-    ap.add_argument("--env", default="MiniGrid-MemoryS13-v0")
+    ap.add_argument("--env", default="MiniGrid-MemoryS13-v0", help="a MiniGrid-Memory id, or arm")
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed-offset", type=int, default=2_000_000)
     ap.add_argument("--max-steps", type=int, default=100)
@@ -83,6 +83,13 @@ def _stop(proc: subprocess.Popen, name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `--env arm`: the MuJoCo arm task has its own runner (demo/arm.py) and options.
+    env_only = argparse.ArgumentParser(add_help=False)
+    env_only.add_argument("--env")
+    if env_only.parse_known_args(argv)[0].env == "arm":
+        from aura_mem_ros.demo.arm import main as arm_main
+
+        return arm_main(argv)
     args = parse_args(argv)
     aura_dir = args.model_dir / "aura"
     if not (args.model_dir / "model.safetensors").is_file() or not aura_dir.is_dir():

@@ -1,8 +1,10 @@
 """One pass over a bag: the node's served steps, its statistics, and the observations behind them.
 
 Each AuraAction carries the stamp of the camera image it was computed from, so a step is
-matched to that image; the instruction, proprio and wrist image in effect are the newest ones
-that had arrived (bag receive time) when that image arrived, which is what the node used.
+matched to that image; the instruction and wrist image in effect are the newest ones that had
+arrived (bag receive time) when that image arrived, and the proprio is the stamped joint state
+nearest the image's stamp (the newest by arrival when joint states carry no stamp): what the
+node used.
 When a backbone is given, it is run on each matched observation right away, so only features
 and base actions are kept (a 10-minute bag of 224x224 frames does not fit in memory).
 
@@ -15,7 +17,7 @@ instruction change under ``instruction_change``; an EpisodeResult (the simulator
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ from aura_mem_ros.bags.read import iter_bag_with_progress, node_parameters
 
 # A step's image arrives before its action; it is looked for among this many recent frames.
 MAX_PENDING_IMAGES = 256
+# Joint states kept for stamp pairing (at 1 kHz: the last second).
+MAX_JOINT_STATES = 1024
 # Actions that should have been taken (teleoperation, a simulator's expert), AuraAction with
 # the camera image's stamp; looked for in this order when the topic is "auto".
 TARGET_TOPICS = ("/teleop/action", "/expert/action")
@@ -106,6 +110,15 @@ def _to_rgb(topic: str, msg: Any) -> np.ndarray:
     return rgb if rgb.flags.writeable else rgb.copy()
 
 
+def _nearest_joints(
+    joints: deque[tuple[int, np.ndarray | None]], stamp: int, fallback: np.ndarray | None
+) -> np.ndarray | None:
+    """The node's pairing: the stamped joint state nearest ``stamp`` (else ``fallback``)."""
+    if not joints or not stamp:
+        return fallback
+    return min(joints, key=lambda j: abs(j[0] - stamp))[1]
+
+
 def _proprio(msg: Any, params: dict[str, Any]) -> np.ndarray | None:
     from aura_mem_ros.ros.inputs import joint_state_to_proprio
 
@@ -145,6 +158,9 @@ def extract(
     policy = reset_policy.from_params(params)
     instruction = str(params.get("instruction") or "")
     proprio: np.ndarray | None = None
+    # Stamped joint states (stamp ns, vector), for the node's nearest-stamp pairing; the one
+    # that belongs to a frame may be recorded just after it, so pairing waits for the action.
+    joints: deque[tuple[int, np.ndarray | None]] = deque(maxlen=MAX_JOINT_STATES)
     wrist: np.ndarray | None = None
     wrist_raw: tuple[str, Any] | None = None
     pending: OrderedDict[int, tuple[str, Any, str, Any, Any, int]] = OrderedDict()
@@ -208,6 +224,8 @@ def extract(
                 instructions.append(instruction)
         elif topic == topics.proprio:
             proprio = _proprio(msg, params)
+            if _stamp_ns(msg.header.stamp):
+                joints.append((_stamp_ns(msg.header.stamp), proprio))
         elif topic in (topics.wrist, topics.wrist + "/compressed"):
             wrist_raw = (topic, msg)
             wrist = None  # decoded lazily: most frames are never matched to a step
@@ -246,8 +264,14 @@ def extract(
             action = np.asarray(msg.action, np.float32)
             if chunk * dim != action.size or action.size == 0:
                 continue  # malformed or a safe action without shape: not a served step
-            if int(msg.step) == last_step and float(msg.latency_ms) == 0.0 and not msg.wrote:
-                continue  # the safe action published on deactivate repeats the last step
+            if getattr(msg, "is_safe_action", None) or (
+                # bags recorded before AuraAction carried is_safe_action
+                not hasattr(msg, "is_safe_action")
+                and int(msg.step) == last_step
+                and float(msg.latency_ms) == 0.0
+                and not msg.wrote
+            ):
+                continue  # the safe action published on deactivate: no observation behind it
             stamp = _stamp_ns(msg.header.stamp)
             src = pending.get(stamp)
             epoch = (
@@ -271,6 +295,7 @@ def extract(
                     reset_fn()
                 if src is not None:
                     img_topic, img, instr, prop, wr, _ = src
+                    prop = _nearest_joints(joints, stamp, prop)
                     images = (_to_rgb(img_topic, img),) + ((wr,) if wr is not None else ())
                     feat, base = step_fn(Observed(images, instr, prop))
                     rows["feat"].append(np.asarray(feat, np.float32))

@@ -1,14 +1,20 @@
-"""/diagnostics for the aura_mem node: small independent tasks, each one status.
+"""/diagnostics for the aura_mem node: small independent checks, each one status.
 
-Each task reads a ``DiagInput`` (a snapshot of everything it may judge) and returns one
-``Status``; ``build_array`` wraps them in a DiagnosticArray. The tasks are pure functions so
-the OK/WARN/ERROR rules are tested without ROS. Rules:
+Each check reads a ``DiagInput`` (a snapshot of everything it may judge) and returns one
+``Status``; the node registers them by name with its ``DiagnosticUpdater``
+(``diag_updater.py``, diagnostic_updater's ``add(name, check)``). The checks are pure
+functions so the OK/WARN/ERROR rules are tested without ROS. Rules:
 
   memory       WARN when the recent write rate exceeds ``write_rate_budget``
   latency      WARN when the p95 inference latency exceeds ``max_latency_ms``
-  inputs       WARN when frames were stale or inputs rejected since the last report
+  inputs       WARN when frames were stale, results went stale before publishing, or inputs
+               were rejected since the last report; camera dropout; incompatible QoS
+  transport    WARN when camera frames are lost before the node (stamp gaps at the camera's
+               configured or advertised rate, or the rate seen well below it)
   backbone     ERROR when configuration failed or the latest inference failed
   persistence  WARN when the state file was unusable (until replaced) or cannot be written
+
+Text that comes from outside (the instruction) is shown as a short prefix only.
 """
 
 from __future__ import annotations
@@ -17,14 +23,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from builtin_interfaces.msg import Time as TimeMsg
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 
 from aura_mem_ros.persistence import RestoreResult, RestoreStatus
 from aura_mem_ros.persistence.flash import flash_lifetime_s, lifetime_years
 from aura_mem_ros.persistence.state_file import HEADER_BYTES
+from aura_mem_ros.ros.diag_updater import StatusWrapper
+from aura_mem_ros.ros.frame_rate import FrameWindow
 from aura_mem_ros.ros.parameters import NodeParams
-from aura_mem_ros.ros.pipeline import AuraPipeline
+from aura_mem_ros.ros.pipeline import AuraPipeline, short_text
 from aura_mem_ros.ros.stats import StatsSnapshot
 
 OK = DiagnosticStatus.OK
@@ -33,6 +40,10 @@ ERROR = DiagnosticStatus.ERROR
 
 # Fewer recent steps than this make a write rate too noisy to warn about.
 MIN_STEPS_FOR_RATE = 20
+# Fewer expected frames than this in a report window make a loss fraction too noisy.
+MIN_FRAMES_FOR_LOSS = 10
+# Where the fix for large-frame loss lives (installed to share/aura_mem_ros/config/).
+TRANSPORT_PROFILE = "config/fastdds_large_data.xml"
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,10 @@ class DiagInput:
     camera_timeout_s: float = 0.0
     # "topic: POLICY" for every endpoint whose peer offered/requested incompatible QoS.
     qos_problems: tuple[str, ...] = ()
+    # Camera frames seen since the last report (None when not serving) and the loss bound.
+    frames: FrameWindow | None = None
+    frames_lost_total: int = 0
+    max_frame_loss: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -138,14 +153,17 @@ def latency_task(d: DiagInput) -> Status:
 def inputs_task(d: DiagInput) -> Status:
     s, p = d.stats, d.previous
     new_stale = s.stale_frames - (p.stale_frames if p else 0)
+    new_stale_results = s.stale_results - (p.stale_results if p else 0)
     new_rejected = s.rejected_inputs - (p.rejected_inputs if p else 0)
     values = [
         ("stale_frames", str(s.stale_frames)),
+        ("stale_results", str(s.stale_results)),
         ("dropped_frames", str(s.dropped_frames)),
         ("rejected_inputs", str(s.rejected_inputs)),
         ("clipped_steps", str(s.clipped_steps)),
         ("superseded_steps", str(s.superseded)),
-        ("instruction", d.instruction if d.instruction is not None else "(none yet)"),
+        ("discarded_at_stop", str(s.discarded_at_stop)),
+        ("instruction", short_text(d.instruction) if d.instruction is not None else "(none yet)"),
         ("dry_run", str(d.dry_run)),
     ]
     values += [(f"rejected_{k}", str(v)) for k, v in sorted(s.rejected_by_reason.items())]
@@ -166,11 +184,56 @@ def inputs_task(d: DiagInput) -> Status:
         problems.append(f"no camera frame for {d.camera_silence_s:.1f} s (camera dropout?)")
     if new_stale > 0:
         problems.append(f"{new_stale} stale frame(s)")
+    if new_stale_results > 0:
+        problems.append(
+            f"{new_stale_results} result(s) dropped: inputs older than their maximum age "
+            "by the time inference finished"
+        )
     if new_rejected > 0:
         problems.append(f"{new_rejected} rejected input(s)")
     if problems:
         return Status("inputs", WARN, ", ".join(problems) + " since last report", values)
+    if d.lifecycle_state != "active":
+        return Status("inputs", OK, f"not serving ({d.lifecycle_state})", values)
     return Status("inputs", OK, "inputs fresh and valid", values)
+
+
+def transport_task(d: DiagInput) -> Status:
+    """Frames lost before they reach the node (see ``frame_rate.py``)."""
+    w = d.frames
+    values = [("frames_lost_total", str(d.frames_lost_total))]
+    if w is None:
+        return Status("transport", OK, f"not serving ({d.lifecycle_state})", values)
+    values += [
+        ("frames_received", str(w.received)),
+        ("frames_lost", str(w.lost)),
+        ("frame_rate_seen_hz", _fmt(w.seen_hz)),
+        ("frame_rate_expected_hz", _fmt(w.expected_hz) if w.expected_hz else "unknown"),
+        ("window_s", _fmt(w.seconds)),
+        ("max_frame_loss", _fmt(d.max_frame_loss)),
+    ]
+    if not w.expected_hz:
+        return Status(
+            "transport",
+            OK,
+            f"{w.seen_hz:.1f} Hz seen (camera rate unknown: set camera_rate_hz to check for loss)",
+            values,
+        )
+    expected = w.expected_hz * w.seconds
+    loss = w.loss_fraction
+    slow = w.received > 0 and w.seen_hz < (1.0 - d.max_frame_loss) * w.expected_hz
+    if expected >= MIN_FRAMES_FOR_LOSS and (loss > d.max_frame_loss or slow):
+        return Status(
+            "transport",
+            WARN,
+            f"camera frames lost in transport: {w.received} seen at {w.seen_hz:.1f} Hz, "
+            f"{w.lost} missing from the stamp sequence ({loss:.0%}), camera rate "
+            f"{w.expected_hz:g} Hz. Large frames need the shipped Fast DDS profile on BOTH "
+            f"the camera driver and this node: FASTDDS_DEFAULT_PROFILES_FILE="
+            f"<share/aura_mem_ros>/{TRANSPORT_PROFILE}",
+            values,
+        )
+    return Status("transport", OK, f"{w.seen_hz:.1f} Hz of {w.expected_hz:g} Hz seen", values)
 
 
 def backbone_task(d: DiagInput) -> Status:
@@ -228,6 +291,8 @@ def collect(
     configure_error: str,
     camera_silence_s: float | None = None,
     qos_problems: tuple[str, ...] = (),
+    frames: FrameWindow | None = None,
+    frames_lost_total: int = 0,
 ) -> DiagInput:
     """Gather what the tasks judge from the node's parts (any of which may be absent)."""
     store = pipeline.store if pipeline else None
@@ -260,33 +325,35 @@ def collect(
         camera_silence_s=camera_silence_s,
         camera_timeout_s=params.camera_timeout_s,
         qos_problems=qos_problems,
+        frames=frames,
+        frames_lost_total=frames_lost_total,
+        max_frame_loss=params.max_frame_loss,
     )
 
 
-TASKS: tuple[Callable[[DiagInput], Status], ...] = (
-    memory_task,
-    latency_task,
-    inputs_task,
-    backbone_task,
-    persistence_task,
+# The checks the node registers with its DiagnosticUpdater, in report order.
+CHECKS: tuple[tuple[str, Callable[[DiagInput], Status]], ...] = (
+    ("memory", memory_task),
+    ("latency", latency_task),
+    ("inputs", inputs_task),
+    ("transport", transport_task),
+    ("backbone", backbone_task),
+    ("persistence", persistence_task),
 )
 
 
 def run_tasks(d: DiagInput) -> list[Status]:
-    return [task(d) for task in TASKS]
+    return [check(d) for _, check in CHECKS]
 
 
-def build_array(
-    statuses: list[Status], node_name: str, hardware_id: str, stamp: TimeMsg
-) -> DiagnosticArray:
-    array = DiagnosticArray()
-    array.header.stamp = stamp
-    for st in statuses:
-        msg = DiagnosticStatus()
-        msg.level = st.level
-        msg.name = f"{node_name}: {st.name}"
-        msg.message = st.message
-        msg.hardware_id = hardware_id
-        msg.values = [KeyValue(key=k, value=v) for k, v in st.values]
-        array.status.append(msg)
-    return array
+def as_check(
+    rule: Callable[[DiagInput], Status], inputs: Callable[[], DiagInput]
+) -> Callable[[StatusWrapper], None]:
+    """A rule as a DiagnosticUpdater check: ``inputs()`` gives the snapshot it judges."""
+
+    def check(stat: StatusWrapper) -> None:
+        status = rule(inputs())
+        stat.summary(status.level, status.message)
+        stat.values.extend(status.values)
+
+    return check

@@ -25,7 +25,7 @@ from aura_mem_ros.ros.image_conversion import (
     compressed_to_rgb,
     image_to_rgb,
 )
-from aura_mem_ros.ros.pipeline import InputRejectedError
+from aura_mem_ros.ros.pipeline import InputRejectedError, short_text
 
 _FIELDS = {
     "position": ("position",),
@@ -103,3 +103,15 @@ def stamp_age_s(stamp: TimeMsg, now_ns: int) -> float:
     if stamp_ns == 0:
         return math.inf
     return (now_ns - stamp_ns) / 1e9
+
+
+def check_instruction(text: str, max_bytes: int) -> None:
+    """InputRejectedError('oversized_instruction') for an instruction over ``max_bytes``
+    (UTF-8); the message quotes a short prefix only."""
+    size = len(text.encode("utf-8", "replace"))
+    if size > max_bytes:
+        raise InputRejectedError(
+            "oversized_instruction",
+            f"instruction of {size} bytes exceeds max_instruction_bytes={max_bytes}; keeping "
+            f"the current one (received: {short_text(text, 40)!r})",
+        )

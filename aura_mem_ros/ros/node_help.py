@@ -1,4 +1,4 @@
-"""``--help`` for the ROS node executables (``aura_mem_node``, ``minigrid_sim``).
+"""``--help`` for the ROS node executables (``aura_mem_node``, ``minigrid_sim``, ``arm_sim``).
 
 A ROS node takes its settings as parameters after ``--ros-args``, which argparse cannot
 describe; this prints what the node is and every parameter with its default, and exits

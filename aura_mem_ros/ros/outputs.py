@@ -30,7 +30,8 @@ def action_msg(result: StepResult, source: Header) -> AuraAction:
 
 
 def safe_action_msg(action: np.ndarray, step: int, stamp: TimeMsg) -> AuraAction:
-    """The stop command (zeros or the held last action); never a memory write."""
+    """The stop command (zeros or the held last action), marked ``is_safe_action``; never a
+    memory write, stamped with the time it was issued (no image is behind it)."""
     out = AuraAction()
     out.header.stamp = stamp
     out.action = np.asarray(action, np.float32).ravel().tolist()
@@ -38,6 +39,7 @@ def safe_action_msg(action: np.ndarray, step: int, stamp: TimeMsg) -> AuraAction
     out.wrote = False
     out.write_prob = 0.0
     out.step = step
+    out.is_safe_action = True
     return out
 
 
@@ -56,4 +58,5 @@ def stats_msg(snap: StatsSnapshot, pipeline: AuraPipeline, stamp: TimeMsg) -> Me
     msg.stale_frames = snap.stale_frames
     msg.dropped_frames = snap.dropped_frames
     msg.rejected_inputs = snap.rejected_inputs
+    msg.stale_results = snap.stale_results
     return msg

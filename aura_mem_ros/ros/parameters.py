@@ -109,6 +109,13 @@ SPECS: tuple[ParamSpec, ...] = (
         read_only=True,
     ),
     ParamSpec(
+        "max_instruction_bytes",
+        1024,
+        "Longer instructions (UTF-8 bytes) are rejected and the current one is kept; logs and "
+        "/diagnostics only ever show a short prefix of an instruction.",
+        range=(1, 1024 * 1024),
+    ),
+    ParamSpec(
         "reset_policy",
         DEFAULT_RESET_POLICY.value,
         "What clears memory: instruction_change = a new instruction or ~/reset_memory; "
@@ -156,15 +163,40 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_obs_age_s",
         0.5,
-        "A frame older than this (node clock minus header stamp) "
-        "gives no action and counts as stale.",
+        "A frame (and wrist frame) older than this (node clock minus header stamp) gives no "
+        "action: checked before inference (counted stale) and again when the action would be "
+        "published (counted as a stale result, dropped).",
+        range=(0.001, 3600.0),
+    ),
+    ParamSpec(
+        "max_proprio_age_s",
+        0.25,
+        "The joint state paired with a frame must be younger than this (node clock minus its "
+        "stamp, or minus its arrival time when unstamped), before inference and at publish "
+        "time, and no further than this from the frame's stamp; else the step is rejected "
+        "(stale_proprio).",
         range=(0.001, 3600.0),
     ),
     ParamSpec(
         "proprio_sync_s",
         0.05,
-        "When frame and joint state are both stamped and the newest joint state is older "
-        "than the frame, wait up to this long for the matching one (0 = take the newest).",
+        "A frame is paired with the joint state whose stamp is nearest its own; when none at "
+        "or after the frame's stamp has arrived yet, wait up to this long for it (0 = no wait).",
+        range=(0.0, 1.0),
+    ),
+    ParamSpec(
+        "camera_rate_hz",
+        0.0,
+        "The camera's frame rate, to detect frames lost in transport (stamp gaps; WARN on "
+        "/diagnostics 'transport'); 0 = the rate the camera publisher advertises as its QoS "
+        "deadline, if any, else not checked.",
+        range=(0.0, 10000.0),
+    ),
+    ParamSpec(
+        "max_frame_loss",
+        0.2,
+        "WARN when more than this fraction of the camera's frames is lost before the node "
+        "(or the rate seen is that far below camera_rate_hz).",
         range=(0.0, 1.0),
     ),
     ParamSpec(
@@ -297,6 +329,7 @@ class NodeParams:
     torch_threads: int
     fused_step: bool
     instruction: str
+    max_instruction_bytes: int
     reset_policy: str
     use_wrist_image: bool
     use_compressed: bool
@@ -304,8 +337,11 @@ class NodeParams:
     proprio_joint_names: list[str]
     proprio_fields: str
     max_obs_age_s: float
+    max_proprio_age_s: float
     camera_timeout_s: float
     proprio_sync_s: float
+    camera_rate_hz: float
+    max_frame_loss: float
     max_image_pixels: int
     dry_run: bool
     action_min: list[float]
@@ -348,10 +384,10 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
 def declare_all(node: Node) -> None:
     """Declare every parameter and install the choice check for live changes."""
     for spec in SPECS:
-        # An empty list cannot tell rclpy its element type: declare those by type (unset
-        # until given; read_all substitutes the default).
-        value: Any = spec.type_ if spec.type_ is not None else spec.default
-        node.declare_parameter(spec.name, value, _descriptor(spec))
+        if spec.type_ is None:
+            node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        else:
+            _declare_typed_empty(node, spec)
     node.add_on_set_parameters_callback(_check_choices)
     # Choices given at start-up (YAML, -p) bypass the set callback: check them here.
     for spec in SPECS:
@@ -359,6 +395,23 @@ def declare_all(node: Node) -> None:
             value = node.get_parameter(spec.name).value
             if value not in spec.choices:
                 raise ValueError(f"parameter {spec.name}={value!r} not in {list(spec.choices)}")
+
+
+def _declare_typed_empty(node: Node, spec: ParamSpec) -> None:
+    """Declare an array parameter whose default is empty, SET to a typed empty array.
+
+    An empty list cannot tell rclpy its element type (it would take it for a byte array), and
+    a parameter declared by type alone stays UNSET: rclpy's GetParameters then answers any
+    request naming it with no values at all, which is what ``ros2 param dump`` sends. So: declare
+    by type, give it the typed empty value (unless the user set one), and only then make it
+    read-only (rclpy keeps the descriptor object it was given; a test checks read_only holds).
+    """
+    desc = _descriptor(spec)
+    desc.read_only = False
+    value = node.declare_parameter(spec.name, spec.type_, desc).value
+    if value is None:
+        node.set_parameters([Parameter(spec.name, spec.type_, list(spec.default))])
+    desc.read_only = spec.read_only
 
 
 def _check_choices(params: list[Parameter]) -> SetParametersResult:

@@ -42,6 +42,17 @@ class SupersededError(Exception):
     """Memory was reset or the instruction changed while this step was computing."""
 
 
+SHORT_TEXT_CHARS = 80
+
+
+def short_text(text: str, limit: int = SHORT_TEXT_CHARS) -> str:
+    """What logs and /diagnostics show of text from outside (an instruction can be megabytes):
+    at most ``limit`` characters, and its full size when cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text.encode('utf-8', 'replace'))} bytes)"
+
+
 @dataclass(frozen=True)
 class StepResult:
     action: np.ndarray  # float32 (chunk_size, action_dim), clamped
@@ -122,7 +133,8 @@ class AuraPipeline:
         if not text.strip():
             raise InputRejectedError(
                 "empty_instruction",
-                f"instruction is empty; keeping the current one ({self._instruction!r})",
+                "instruction is empty; keeping the current one "
+                f"({short_text(self._instruction or '')!r})",
             )
         with self._lock:
             if text == self._instruction:
@@ -141,6 +153,12 @@ class AuraPipeline:
                 return "kept"
             self._reset_locked()
             return "reset"
+
+    def discard_in_flight(self) -> None:
+        """Make a step that is computing now end in SupersededError instead of writing memory
+        (serving stopped under it: its action will never be executed)."""
+        with self._lock:
+            self._epoch += 1
 
     def request_reset(self) -> bool:
         """The ``~/reset_memory`` service: clear memory unless the policy is ``never``.
@@ -182,13 +200,32 @@ class AuraPipeline:
             ("" if ok else "state file not used, starting with fresh memory: ") + result.message
         )
 
+    @property
+    def epoch(self) -> int:
+        """Changes on every reset, instruction change and ``discard_in_flight``."""
+        with self._lock:
+            return self._epoch
+
     def step(
-        self, images: Sequence[np.ndarray], proprio: np.ndarray | None, started: float | None = None
+        self,
+        images: Sequence[np.ndarray],
+        proprio: np.ndarray | None,
+        started: float | None = None,
+        epoch: int | None = None,
     ) -> StepResult:
-        """One inference on the newest frame. Raises InputRejectedError / SupersededError."""
+        """One inference on the newest frame. Raises InputRejectedError / SupersededError.
+
+        ``epoch``: the epoch when the frame was accepted; a frame from an older one (memory
+        reset, task changed or serving stopped since) is superseded before any work.
+        """
         t0 = time.perf_counter() if started is None else started
         with self._lock:
-            instruction, epoch = self._instruction, self._epoch
+            instruction = self._instruction
+            if epoch is None:
+                epoch = self._epoch
+            elif epoch != self._epoch:
+                self.stats.record_superseded()
+                raise SupersededError()
         if instruction is None:
             raise InputRejectedError(
                 "no_instruction",

@@ -23,7 +23,9 @@ REASONS = (
     "image_count",  # wrist image required but none received yet
     "bad_proprio",  # NaN/inf, wrong length, unknown joint names
     "missing_proprio",  # proprio required but none received yet
+    "stale_proprio",  # the joint state paired with a frame is older than max_proprio_age_s
     "empty_instruction",  # an empty / whitespace-only instruction message
+    "oversized_instruction",  # longer than max_instruction_bytes
     "no_instruction",  # a frame arrived before any instruction
     "backbone_error",  # the backbone raised or returned non-finite output
     "memory_error",  # the AURA runtime raised
@@ -53,6 +55,8 @@ class StatsSnapshot:
     active_s: float  # seconds spent active (rates and flash projections divide by this)
     resets: int = 0
     superseded: int = 0
+    stale_results: int = 0  # computed, then dropped: inputs too old by publish time
+    discarded_at_stop: int = 0  # computed while serving stopped: never published
 
     @property
     def write_rate(self) -> float:
@@ -87,6 +91,8 @@ class NodeStats:
             self._warmup_left = self._warmup_steps
             self._resets = 0
             self._superseded = 0
+            self._stale_results = 0
+            self._discarded_at_stop = 0
             # Rates divide by active time: restart the clock with the counters.
             self._active_accum = 0.0
             if self._active_since is not None:
@@ -118,6 +124,14 @@ class NodeStats:
     def record_stale(self) -> None:
         with self._lock:
             self._stale += 1
+
+    def record_stale_result(self) -> None:
+        with self._lock:
+            self._stale_results += 1
+
+    def record_discarded_at_stop(self) -> None:
+        with self._lock:
+            self._discarded_at_stop += 1
 
     def record_dropped(self) -> None:
         with self._lock:
@@ -171,4 +185,6 @@ class NodeStats:
                 active_s=active,
                 resets=self._resets,
                 superseded=self._superseded,
+                stale_results=self._stale_results,
+                discarded_at_stop=self._discarded_at_stop,
             )

@@ -8,6 +8,8 @@ from a robot. Lock-step protocol per control step:
     publish  image       sensor_msgs/Image rgb8 56x56, stamp S (a few ms after proprio, so
                          the node pairs the frame with this step's heading)
     receive  action      AuraAction whose header.stamp == S; the action is argmax(logits)
+                         (an AuraAction with is_safe_action = the policy stopped: never
+                         executed, the robot holds still; counted in ``safe_actions``)
     step the env; on episode end publish EpisodeResult on ``episode_result``, reset with the
     next seed (seed_offset + episode), call the reset service, continue.
 
@@ -127,6 +129,7 @@ class MiniGridSimNode(Node):
         self._started = time.monotonic()
         self._waiting_reset = None
         self.retransmits = 0
+        self.safe_actions = 0
         self._timer = self.create_timer(0.01, self._on_timer)
 
     # ---------------------------------------------------------------- episode flow
@@ -205,6 +208,11 @@ class MiniGridSimNode(Node):
             self._publish_obs()
 
     def _on_action(self, msg: AuraAction) -> None:
+        if msg.is_safe_action:
+            # A stop command: its zero "logits" name no action (argmax would say action 0).
+            self.safe_actions += 1
+            self.get_logger().info("safe action received: the policy stopped; holding still")
+            return
         if self._pending_stamp != (msg.header.stamp.sec, msg.header.stamp.nanosec):
             return  # an answer to a frame we re-sent or to another episode
         self._pending_stamp = None

@@ -1,0 +1,278 @@
+"""``make train-arm``: rebuild every shipped arm weight from scratch, fixed seeds, one thread.
+
+    python -m aura_mem_dev.arm.train [--out aura_mem_ros/models/arm_mini] [--quick]
+
+1. the frozen ``arm_mini`` backbone: demos, BC, DAgger (bc.py)      -> OUT/model.safetensors
+2. memory data on the memory task (cue goes dark): noisy expert demos and rollouts of the
+   frozen policy, every chunk relabelled by the expert (action labels only)
+3. AURA (learned gate, write budget) with ``memory.train_arm_memory``, then DAgger rounds:
+   roll out the gated policy, relabel, aggregate, retrain; the gate's threshold calibrated
+   in closed loop to the write budget on validation seeds (calibrate.py)  -> OUT/aura/
+4. the always-write KV arm on the same data plus one round of its own rollouts -> OUT/kv/
+and OUT/train_report.json (timings, probes, per-round closed-loop rates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aura_mem_ros.backbones.arm_mini import DEFAULT_MODEL_DIR
+
+
+@dataclass(frozen=True)
+class ArmTrainConfig:
+    seed: int = 1
+    image_size: int = 64
+    demo_episodes: int = 300  # flash-variant expert demos (with action noise)
+    base_episodes: int = 150  # rollouts of the frozen policy alone
+    rounds: int = 1  # DAgger rounds of the gated policy
+    episodes_per_round: int = 150
+    expert_mix: tuple[float, ...] = (0.3, 0.1)  # chance a rollout chunk is the expert's
+    noise: float = 0.3
+    memory: object = None  # MemoryTrainConfig; None = its defaults
+    kv_round_episodes: int = 150
+    validation_episodes: int = 40
+    # bisection steps of the closed-loop threshold calibration (calibrate.py); 0 = keep 0.5
+    calibration_iterations: int = 7
+
+    def __post_init__(self) -> None:
+        if self.demo_episodes <= 0 or self.rounds < 0:
+            raise ValueError("demo_episodes > 0 and rounds >= 0 required")
+
+
+AURA_SEED_BASE = 300_000  # above the backbone's seeds, below validation and evaluation
+VALIDATION_SEED_BASE = 900_000
+
+
+def agent_driver(agent, mix: float, seed: int):
+    """Act with ``agent``; with probability ``mix`` execute the expert's chunk instead.
+
+    The agent is still stepped on expert chunks, so its memory sees the same stream.
+    """
+    rng = np.random.default_rng(seed)
+
+    def drive(obs, label, index):
+        if index == 0:
+            agent.reset()
+        chunk = agent.act(obs).chunk
+        return label if rng.random() < mix else chunk
+
+    return drive
+
+
+def closed_loop(task, agent, seeds: list[int]) -> dict:
+    from aura_mem_ros.sim.arm.env import ArmEnv
+    from aura_mem_ros.sim.arm.loop import run_episode
+
+    env = ArmEnv(task)
+    eps = [run_episode(env, agent, s) for s in seeds]
+    env.close()
+    chunks = sum(e.chunks for e in eps)
+    return {
+        "success": float(np.mean([e.success for e in eps])),
+        "completed": float(np.mean([e.completed for e in eps])),
+        "writes_per_episode": float(np.mean([e.writes for e in eps])),
+        "writes_per_chunk": sum(e.writes for e in eps) / max(1, chunks),
+        "cue_write_fraction": float(
+            np.mean([any(c in e.cue_chunks for c in e.write_chunks) for e in eps])
+        ),
+    }
+
+
+@dataclass
+class _Seeds:
+    next: int
+
+    def take(self, n: int) -> list[int]:
+        out = list(range(self.next, self.next + n))
+        self.next += n
+        return out
+
+
+def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
+    from aura_mem_dev.arm.calibrate import calibrate_threshold_closed_loop, with_threshold
+    from aura_mem_dev.arm.data import collect, expert_driver
+    from aura_mem_dev.arm.memory import (
+        MemoryTrainConfig,
+        fit_aura,
+        fit_kv,
+        save_kv,
+    )
+    from aura_mem_dev.arm.sequences import ArmSequences, cue_probe_accuracy
+    from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
+    from aura_mem_ros.core.checkpoint import save_aura
+    from aura_mem_ros.core.kv import KVRuntime
+    from aura_mem_ros.core.runtime import AuraRuntime
+    from aura_mem_ros.sim.arm.env import ArmTaskConfig
+    from aura_mem_ros.sim.arm.loop import ChunkAgent
+
+    mcfg = cfg.memory if isinstance(cfg.memory, MemoryTrainConfig) else MemoryTrainConfig()
+    task = ArmTaskConfig(image_size=cfg.image_size)
+    backbone = ArmMiniBackbone(out)
+    net = backbone.net
+    seeds = _Seeds(AURA_SEED_BASE + cfg.seed * 10_000)
+    val = list(range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + cfg.validation_episodes))
+    t0 = time.time()
+    seqs = ArmSequences()
+    seqs.add(
+        net,
+        collect(
+            task,
+            seeds.take(cfg.demo_episodes),
+            lambda s: expert_driver(),
+            noise=cfg.noise,
+            progress="memory demos",
+        ),
+    )
+    seqs.add(
+        net,
+        collect(
+            task,
+            seeds.take(cfg.base_episodes),
+            lambda s: agent_driver(ChunkAgent(backbone), 0.0, s),
+            progress="base rollouts",
+        ),
+    )
+    report["cue_probe"] = {f"chunk_{k}": cue_probe_accuracy(seqs, step=k) for k in (0, 1, 2, 8)}
+    tqdm.write(f"linear probe of the cue from backbone features: {report['cue_probe']}")
+    report["memoryless_validation"] = closed_loop(task, ChunkAgent(backbone), val)
+    tqdm.write(f"memoryless validation: {report['memoryless_validation']}")
+    rounds = []
+    layer, stats = fit_aura(seqs, mcfg, "AURA round 0")
+    for r in range(cfg.rounds):
+        mix = cfg.expert_mix[r] if r < len(cfg.expert_mix) else 0.0
+        runtime = AuraRuntime(layer, gate="learned", fused=False)
+        eps = collect(
+            task,
+            seeds.take(cfg.episodes_per_round),
+            lambda s, rt=runtime, m=mix: agent_driver(ChunkAgent(backbone, rt), m, s),
+            progress=f"AURA rollouts {r}",
+        )
+        seqs.add(net, eps)
+        val_stats = closed_loop(task, ChunkAgent(backbone, AuraRuntime(layer, fused=False)), val)
+        rounds.append(
+            {
+                "round": r,
+                "fit": stats,
+                "expert_mix": mix,
+                "rollout_success": float(np.mean([e.success for e in eps])),
+                "validation": val_stats,
+            }
+        )
+        tqdm.write(f"AURA round {r}: {json.dumps(rounds[-1])}")
+        layer, stats = fit_aura(seqs, replace(mcfg, seed=mcfg.seed + r + 1), f"AURA round {r + 1}")
+    if cfg.calibration_iterations:
+        # the gate's threshold set to the trained write budget, measured in closed loop on
+        # the validation seeds (write counts only)
+        calibration = calibrate_threshold_closed_loop(
+            backbone,
+            layer,
+            mcfg.target_write_rate,
+            val,
+            task,
+            iterations=cfg.calibration_iterations,
+        )
+        layer = with_threshold(layer, calibration["threshold"])
+        report["threshold_calibration"] = calibration
+        tqdm.write(f"threshold calibration: {json.dumps(calibration)}")
+    final = closed_loop(task, ChunkAgent(backbone, AuraRuntime(layer, fused=False)), val)
+    rounds.append({"round": cfg.rounds, "fit": stats, "validation": final})
+    tqdm.write(f"AURA final: {json.dumps(rounds[-1])}")
+    save_aura(layer, out / "aura")
+    report["aura"] = rounds
+    report["aura_sequences"] = len(seqs)
+    report["aura_seconds"] = round(time.time() - t0, 1)
+
+    t1 = time.time()
+    kv, kv_stats = fit_kv(seqs, mcfg, "KV round 0")
+    eps = collect(
+        task,
+        seeds.take(cfg.kv_round_episodes),
+        lambda s: agent_driver(ChunkAgent(backbone, KVRuntime(kv)), 0.0, s),
+        progress="KV rollouts",
+    )
+    seqs.add(net, eps)
+    kv, kv_stats = fit_kv(seqs, replace(mcfg, seed=mcfg.seed + 100), "KV round 1")
+    kv_val = closed_loop(task, ChunkAgent(backbone, KVRuntime(kv)), val)
+    tqdm.write(f"KV final: {kv_val}")
+    save_kv(kv, out / "kv")
+    report["kv"] = {"fit": kv_stats, "validation": kv_val}
+    report["kv_seconds"] = round(time.time() - t1, 1)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything ``make train-arm`` runs; ``--quick`` shrinks it for a smoke test."""
+
+    backbone: object = None  # BCConfig
+    memory: ArmTrainConfig = field(default_factory=ArmTrainConfig)
+
+
+def quick_recipe() -> Recipe:
+    from aura_mem_dev.arm.bc import BCConfig
+    from aura_mem_dev.arm.memory import MemoryTrainConfig
+
+    return Recipe(
+        backbone=BCConfig(
+            demo_episodes=8,
+            dagger_rounds=1,
+            dagger_episodes=2,
+            epochs_first=1,
+            epochs_round=1,
+            eval_episodes=2,
+            image_size=32,
+        ),
+        memory=ArmTrainConfig(
+            image_size=32,
+            demo_episodes=4,
+            base_episodes=2,
+            rounds=1,
+            episodes_per_round=2,
+            kv_round_episodes=2,
+            validation_episodes=2,
+            calibration_iterations=2,
+            memory=MemoryTrainConfig(iterations=4, explore_iterations=4, batch_size=4),
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument(
+        "--skip-backbone",
+        action="store_true",
+        help="keep OUT's backbone, retrain only the memory layers",
+    )
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke-test recipe")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the machine is shared; one thread is also reproducible
+    from aura_mem_dev.arm.bc import BCConfig, train_backbone
+
+    recipe = quick_recipe() if args.quick else Recipe(backbone=BCConfig())
+    out: Path = args.out
+    report: dict = {"recipe": json.loads(json.dumps(asdict(recipe), default=str))}
+    t0 = time.time()
+    if not args.skip_backbone:
+        report["backbone"] = train_backbone(out, recipe.backbone)
+        report["backbone_seconds"] = round(time.time() - t0, 1)
+    train_memory_layers(out, recipe.memory, report)
+    report["total_seconds"] = round(time.time() - t0, 1)
+    (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"trained in {report['total_seconds']} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The arm task end to end at toy size: train (demos, BC, AURA, KV), benchmark, ROS demo.
+
+``make train-arm`` and ``make bench-arm`` run the same code at full size; here a quick
+recipe (32x32 images, a handful of episodes, a few iterations) checks that every stage runs,
+writes what the next stage reads, and reports numbers of the right shape. The behaviour
+targets are checked by the benchmark report, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ros_harness import REPO_ROOT, subprocess_env
+
+from aura_mem_ros.backbones import make_backbone
+from aura_mem_ros.backbones.base import BackboneError, Observation
+from aura_mem_ros.sim.arm.env import INSTRUCTION
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from aura_mem_dev.arm.train import main
+
+    out = tmp_path_factory.mktemp("arm_quick")
+    assert main(["--out", str(out), "--quick"]) == 0
+    return out
+
+
+def test_quick_recipe_writes_every_shipped_file(quick_weights: Path) -> None:
+    for name in ("model.safetensors", "config.json", "train_report.json"):
+        assert (quick_weights / name).is_file(), name
+    assert (quick_weights / "aura" / "aura_config.json").is_file()
+    assert (quick_weights / "kv" / "kv_config.json").is_file()
+    report = json.loads((quick_weights / "train_report.json").read_text())
+    assert report["total_seconds"] > 0 and "cue_probe" in report
+    assert report["aura"][-1]["validation"]["completed"] >= 0.0
+    calibration = report["threshold_calibration"]  # bisection on write counts only
+    rates = [p["writes_per_chunk"] for p in calibration["probes"]]
+    assert len(rates) == 2 and calibration["target_writes_per_chunk"] == 0.05
+    aura_config = json.loads((quick_weights / "aura" / "aura_config.json").read_text())
+    assert aura_config["threshold"] == pytest.approx(calibration["threshold"])
+    # the kept threshold meets the budget, or none probed did and the gate is shut (0.95)
+    kept = [p for p in calibration["probes"] if p["threshold"] == calibration["threshold"]]
+    assert (kept and kept[0]["writes_per_chunk"] <= 0.05) or calibration["threshold"] == 0.95
+
+
+def test_arm_mini_is_registered_and_checks_its_inputs(quick_weights: Path) -> None:
+    bb = make_backbone("arm_mini", model_dir=str(quick_weights))
+    assert (bb.chunk_size, bb.action_dim, bb.proprio_dim, bb.discrete) == (8, 7, 8, False)
+    assert bb.bundled_aura_checkpoint() == str(quick_weights / "aura")
+    image = np.zeros((64, 64, 3), np.uint8)  # a foreign size is resized to the model's
+    out = bb.step(Observation((image,), INSTRUCTION, np.zeros(8, np.float32)))
+    assert out.features.shape == (bb.d_model,) and out.action.shape == (8, 7)
+    other = bb.step(Observation((image + 200,), INSTRUCTION, np.zeros(8, np.float32)))
+    assert not np.allclose(out.features, other.features)  # the image matters
+    with pytest.raises(BackboneError, match="proprio"):
+        bb.step(Observation((image,), INSTRUCTION, np.zeros(3, np.float32)))
+    with pytest.raises(BackboneError, match="proprio"):
+        bb.step(Observation((image,), INSTRUCTION, np.full(8, np.nan, np.float32)))
+    with pytest.raises(BackboneError, match="RGB"):
+        bb.step(Observation((np.zeros((4, 4), np.uint8),), INSTRUCTION, np.zeros(8, np.float32)))
+    with pytest.raises(BackboneError, match="missing"):
+        make_backbone("arm_mini", model_dir=str(quick_weights / "nowhere"))
+
+
+def test_bench_panel_and_never_reset_have_the_closed_loop_shape(quick_weights: Path) -> None:
+    from aura_mem_dev.arm.bench import ARMS, run_never_reset, run_panel
+
+    panel = run_panel(2, 1_000_000, ARMS, quick_weights, image_size=32)
+    assert set(panel["arms"]) == set(ARMS) and panel["episodes"] == 2
+    for arm, r in panel["arms"].items():
+        lo, hi = r["ci95"]
+        assert 0.0 <= lo <= r["success"] <= hi <= 1.0, arm
+        assert len(panel["per_episode"][arm]) == 2
+    assert panel["arms"]["memoryless"]["writes_per_episode"] == 0
+    always = panel["arms"]["always_aura"]
+    assert always["writes_per_episode"] == always["chunks_per_episode"]
+    assert panel["arms"]["always_kv"]["writes_per_step"] == 1.0
+    with pytest.raises(ValueError):
+        run_panel(1, 10, ("aura",), quick_weights)  # a training seed
+    never = run_never_reset(2, 1_100_000, quick_weights)
+    assert never["result"]["state_bytes"] == 4224
+    assert never["result"]["memory_steps"] == sum(e["chunks"] for e in never["per_episode"])
+
+    from aura_mem_dev.report.arm import cue_split, render_markdown
+
+    panel["never_reset"] = never
+    panel["rates"] = {  # rates are measured by make bench-arm only; any numbers render
+        "control_steps_per_s": 1.0,
+        "physics_steps_per_s": 10.0,
+        "expert_ms_per_action": 0.1,
+        "render_frames_per_s": {"32": 1.0},
+        "backbone_ms": 1.0,
+    }
+    md = render_markdown(panel, {"total_seconds": 4000.0, "backbone_seconds": 900.0}, None)
+    assert all(f"| {arm} | " in md for arm in ARMS)
+    assert "| `make train-arm` <= 60 min on this 2-core machine | 66.7 min | **no** |" in md
+    hit_s, hit_n, miss_s, miss_n = cue_split(panel["per_episode"]["aura"])
+    assert hit_n + miss_n == 2 and hit_s + miss_s == panel["arms"]["aura"]["successes"]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(150)
+def test_ros_demo_runs_sim_and_node_as_two_processes(
+    quick_weights: Path, tmp_path: Path, ros_domain_id: int
+) -> None:
+    out = tmp_path / "demo"
+    env = subprocess_env(ros_domain_id)
+    env["AURA_DEMO_DOMAIN_ID"] = str(ros_domain_id)
+    demo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aura_mem_ros.demo",
+            "--env",
+            "arm",
+            "--episodes",
+            "1",
+            "--model-dir",
+            str(quick_weights),
+            "--image-size",
+            "32",
+            "--gate",
+            "always",
+            "--out-dir",
+            str(out),
+            "--timeout",
+            "120",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=140,
+    )
+    text = demo.stdout + demo.stderr
+    assert demo.returncode == 0, text[-3000:]
+    summary = json.loads((out / "arm_demo_summary.json").read_text())
+    (result,) = summary["results"]
+    assert result["chunks"] > 0 and result["writes"] == result["chunks"]  # gate "always"
+    assert "episode   0 seed 2000000" in text
+    assert (out / "arm_episode.png").stat().st_size > 10_000
