@@ -76,7 +76,11 @@ def render(result: dict) -> str:
         "",
         f"Command: `{result['command']}`. Bags: expert-driven simulated episodes (simbag, no "
         "DDS); `aura-mem-train` from a fresh layer; closed loop on held-out seeds "
-        f"{EVAL_OFFSET}.. (Wilson 95%).",
+        f"{EVAL_OFFSET}.. (Wilson 95%). Targets (issue 17): {result['targets']}.",
+        "",
+        "Sizes run: "
+        + ", ".join(str(n) for n in sorted({r["episodes"] for r in result["runs"]}))
+        + " episodes (`make bench-retrain` runs 50 and 200).",
         "",
         "| episodes | env | success | 95% CI | writes / episode | train s |",
         "|---|---|---|---|---|---|",
