@@ -19,7 +19,8 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 
 .PHONY: setup test test-fast lint demo demo-no-reset colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
-	bench-never-reset bench-scale bench-serving-latency train-arm bench-arm demo-arm
+	bench-never-reset bench-scale bench-serving-latency train-arm bench-arm demo-arm \
+	bench-gate-cost bench-retrain
 
 setup: $(STAMP)/package $(STAMP)/dev
 
@@ -96,6 +97,15 @@ clean:
 
 train-default: setup
 	nice -n 10 $(PY) -m aura_mem_dev.training.train_default
+
+# Seconds per 1,000 steps of the counterfactual gate objective (the figures core/train.py states).
+bench-gate-cost: setup
+	nice -n 10 $(VENV)/bin/aura-mem-bench gate-cost
+
+# Bags at 50 and 200 episodes -> aura-mem-train from a fresh layer -> closed loop on S13, S11,
+# S17Random -> docs/results/retrain.md (+ .json). Long (two training runs): a quiet machine.
+bench-retrain: setup
+	nice -n 10 $(VENV)/bin/aura-mem-bench retrain $(ARGS)
 
 bench-synthetic: setup
 	$(PY) scripts/bench_synthetic.py

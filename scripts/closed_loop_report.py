@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """``make bench-closed-loop``: regenerate docs/results/closed_loop.md (S13 and S11 + AIS).
 
-    python scripts/closed_loop_report.py [--episodes 60] [--seed-offset 1000000]
+    python scripts/closed_loop_report.py [--episodes 200] [--seed-offset 1000000]
 
 Runs the in-process closed-loop panel (``aura-mem-bench closed-loop``) on MiniGrid-MemoryS13
 and S11, writes their JSON next to the markdown, and instantiates the AIS value-loss bound on
@@ -31,7 +31,7 @@ ENVS = ("MiniGrid-MemoryS13-v0", "MiniGrid-MemoryS11-v0")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--seed-offset", type=int, default=EVAL_SEED_BASE)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "closed_loop.md")
     ap.add_argument("--skip-ais", action="store_true")
@@ -54,13 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _training_lines() -> list[str]:
-    from aura_mem_dev.training.aura_dagger import AuraTrainConfig
-    from aura_mem_dev.training.kv_train import KVTrainConfig
+    from aura_mem_dev.training.recipes import DaggerRecipe
     from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
 
     path = DEFAULT_MODEL_DIR / "train_report.json"
     train_report = json.loads(path.read_text()) if path.is_file() else None
-    return report.method_lines(AuraTrainConfig(), KVTrainConfig(), train_report)
+    return report.method_lines(DaggerRecipe(), train_report)
 
 
 def _ais_bound(seed_offset: int):  # -> AISResult

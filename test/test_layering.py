@@ -35,7 +35,7 @@ ROS_FREE = [
     "aura_mem_ros.serving",
     "aura_mem_ros.validation",
     "aura_mem_dev.bench.synthetic_task",
-    "aura_mem_dev.training.memory_fit",
+    "aura_mem_dev.training.recipes",
 ]
 
 # What users run (console scripts, the demo) and what they load by name.

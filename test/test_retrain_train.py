@@ -31,6 +31,8 @@ def test_train_lowers_validation_error_within_budget_and_node_loads_it(tmp_path)
             str(BUDGET),
             "--max-iterations",
             "150",
+            # a small bag (32 training episodes): a short warm-up and a small head
+            *("--warmup", "25", "--head-hidden", "128"),
             "--quiet",
         ]
     )
@@ -39,14 +41,18 @@ def test_train_lowers_validation_error_within_budget_and_node_loads_it(tmp_path)
     assert card["data"]["target_topic"] == "/expert/action"  # found automatically
     assert card["data"]["val_episodes"] == 8 and card["data"]["train_episodes"] == 32
     before, after = card["validation"]["before"], card["validation"]["after"]
-    # The untrained layer writes every step (its gate starts open) and reproduces the base
-    # policy; the trained one must be better on held-out episodes at a fraction of the writes.
-    assert before["write_rate"] == pytest.approx(1.0)
+    # The untrained layer never writes (its gate starts closed) and reproduces the base
+    # policy; the trained one must be better on held-out episodes within the budget.
+    assert before["write_rate"] == 0.0
     assert after["loss"] < before["loss"] - 0.01, (before, after)
     assert after["accuracy"] >= before["accuracy"] - 0.1  # CE is the error; argmax is noisy
-    assert after["write_rate"] <= BUDGET + 1.0 / card["data"]["val_steps"]
-    assert card["meets_budget"]
-    # The node runs the layer at the threshold calibrated to the budget, stored in its config.
+    assert after["write_rate"] <= BUDGET * 1.25
+    assert card["meets_budget"] and card["training"]["improved_on_start"]
+    # One continuous run: the curve has one validation per --eval-every iterations.
+    curve = card["training"]["curve"]
+    assert [c["iteration"] for c in curve][:2] == [25, 50]
+    assert card["training"]["iterations"] <= 150
+    # The node runs the layer at the threshold stored in its config.
     saved = json.loads((out / "aura_config.json").read_text())["threshold"]
     assert card["threshold"] == pytest.approx(saved, abs=1e-6)
     assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -155,4 +161,4 @@ def test_continuous_backbone_learns_teleop_correction(tmp_path) -> None:
     before, after = card["validation"]["before"], card["validation"]["after"]
     assert before["l1"] == pytest.approx(1.0 / 3.0, abs=1e-4)  # |0.5|+|0.3|+|0.2| over 3 dims
     assert after["l1"] < 0.5 * before["l1"], (before, after)
-    assert after["write_rate"] <= 0.1 + 1.0 / card["data"]["val_steps"]
+    assert after["write_rate"] <= 0.1 * 1.25

@@ -23,6 +23,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "perf": ("aura_mem_dev.bench.perf", "per-step latency, node latency and memory"),
     "faults": ("aura_mem_dev.bench.faults", "inject every fault of the reliability table"),
+    "gate-cost": (
+        "aura_mem_dev.bench.gate_cost",
+        "seconds per 1,000 steps of the counterfactual gate objective",
+    ),
+    "retrain": (
+        "aura_mem_dev.bench.retrain",
+        "bags -> aura-mem-train from a fresh layer -> closed-loop panel",
+    ),
     "serving-latency": (
         "aura_mem_dev.bench.serving_latency",
         "the node end to end with joint states at camera rate",

@@ -10,8 +10,7 @@ from aura_mem_dev.report import table
 if TYPE_CHECKING:
     from aura_mem_dev.bench.closed_loop import Panel
     from aura_mem_dev.training.ais_bound import AISResult
-    from aura_mem_dev.training.aura_dagger import AuraTrainConfig
-    from aura_mem_dev.training.kv_train import KVTrainConfig
+    from aura_mem_dev.training.recipes import DaggerRecipe
 
 
 def render_markdown(
@@ -111,34 +110,37 @@ def panel_targets(panel: Panel) -> list[tuple[str, bool, str]]:
     ]
 
 
-def method_lines(
-    acfg: AuraTrainConfig, kcfg: KVTrainConfig, train_report: dict | None
-) -> list[str]:
+def method_lines(recipe: DaggerRecipe, train_report: dict | None) -> list[str]:
     """How the arms were trained (``train_report``: models/mini/train_report.json, if any)."""
     timing = ""
     if train_report is not None:
         r = train_report
+        nan = float("nan")
         timing = (
-            f" `make train-default` took {r.get('total_seconds', float('nan')):.0f} s here "
-            f"(backbone {r.get('backbone_seconds', float('nan')):.0f} s, AURA "
-            f"{r.get('aura_seconds', float('nan')):.0f} s, KV arm "
-            f"{r.get('kv_seconds', float('nan')):.0f} s)."
+            f" `make train-default` took {r.get('aura_seconds', nan):.0f} s for AURA and "
+            f"{r.get('kv_seconds', nan):.0f} s for the KV arm here (one thread, shared machine)."
         )
+    rounds = len(recipe.dagger_at)
     return [
-        "How the arms were trained (all on MiniGrid-MemoryS13 + S11, seeds < 1,000,000): the "
-        "frozen `mini` policy by behaviour cloning of the full-state BFS oracle + 2 DAgger "
-        "rounds, no memory; the AURA layer (d_key = d_val = 32, 4,224-byte state) by closed-"
-        "loop DAgger (roll out the gated policy, relabel with the oracle, aggregate, retrain; "
-        f"{acfg.rounds} rounds) after a head warm-up on the oracle write schedule, with the "
-        "gate fitted to "
-        "the exact counterfactual action-error benefit of each write against a Lagrange write "
-        f"price (budget {acfg.target_write_rate} writes/step; see "
-        "`aura_mem_dev/training/memory_fit.py`); the "
-        "`always_kv` arm (softmax attention over one 32-d key + value per step, same residual "
-        f"head) with `core.train` on the same aggregated data + {kcfg.rounds} DAgger rounds of "
-        "its own. `random`/`periodic` are matched in writes per STEP; because they fail to "
-        "store the cue they often wander (look back again) until the 100-step cut, so their "
-        "episodes are longer and they write more per episode than `aura`." + timing,
+        "How the arms were trained (all on MiniGrid-MemoryS13 + S11, seeds < 1,000,000; "
+        "`aura_mem_dev/training/recipes.py`): the frozen `mini` policy by behaviour cloning of "
+        "the full-state BFS oracle + 2 DAgger rounds, no memory; the AURA layer (d_key = d_val "
+        "= 32, 4,224-byte state) by the one trainer (`aura_mem_ros/core/train.py`) from expert "
+        f"ACTION labels only: {recipe.demo_episodes} expert + {recipe.base_episodes} base-"
+        f"policy episodes, then {rounds} closed-loop DAgger rounds of {recipe.dagger_episodes} "
+        f"episodes (the gated layer drives, every visited state gets the expert's label), "
+        f"{recipe.iterations} iterations in one run: {recipe.warmup} always-write warm-up "
+        f"iterations, {recipe.dense_fraction:.0%} of every later batch on dense random write "
+        "schedules (the head learns to read), the gate fitted to the exact counterfactual "
+        "action benefit of each write against the write price (budget "
+        f"{recipe.budget} writes/step); no oracle write schedule, no simulator state; the "
+        f"checkpoint chosen by closed-loop success on {recipe.select_episodes} validation "
+        "seeds (950,000+). The `always_kv` arm (softmax attention over one 32-d key + value "
+        "per step, the same residual head) by the same trainer on the same aggregated data + "
+        f"{len(recipe.kv_dagger_at)} DAgger rounds of its own, same checkpoint selection. "
+        "`random`/`periodic` are matched in writes per STEP; because they fail to store the "
+        "cue they often wander (look back again) until the 100-step cut, so their episodes "
+        "are longer and they write more per episode than `aura`." + timing,
         "",
     ]
 

@@ -2,10 +2,11 @@
 
     python -m aura_mem_dev.training.train_default [--out aura_mem_ros/models/mini]
 
-1. the frozen ``mini`` policy (BC + DAgger, no memory)   -> OUT/model.safetensors, config.json
-2. the AURA layer on top (closed-loop DAgger, budget)    -> OUT/aura/
-3. the always-write KV-cache baseline arm               -> OUT/kv/
-and OUT/train_report.json (timings, per-round statistics). Fixed seeds, one CPU thread.
+1. the frozen ``mini`` policy (BC + DAgger, no memory)        -> OUT/model.safetensors
+2. the AURA layer on top (``recipes.train_aura_dagger``: expert action labels, closed-loop
+   DAgger, counterfactual gate, NO oracle schedule)            -> OUT/aura/
+3. the always-write KV-cache arm, same trainer, same data      -> OUT/kv/
+and OUT/train_report.json (timings, DAgger rounds, validations). Fixed seeds, one thread.
 """
 
 from __future__ import annotations
@@ -31,36 +32,45 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep OUT's backbone, retrain only the memory layers",
     )
+    parser.add_argument("--skip-kv", action="store_true", help="train the AURA layer only")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     # One thread: the machine is shared, and single-threaded float math is reproducible.
     torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
 
-    from aura_mem_dev.training.aura_dagger import AuraTrainConfig, save_trained, train_aura
     from aura_mem_dev.training.backbone import train_backbone
-    from aura_mem_dev.training.kv_train import train_kv
+    from aura_mem_dev.training.recipes import DaggerRecipe, train_aura_dagger, train_kv_dagger
     from aura_mem_ros.backbones.mini import MiniBackbone
+    from aura_mem_ros.core.checkpoint import save_aura
     from aura_mem_ros.core.kv import save_kv
 
     out: Path = args.out
-    report: dict = {}
+    report: dict = {
+        "command": "python -m aura_mem_dev.training.train_default "
+        + " ".join(sys.argv[1:] if argv is None else argv)
+    }
     t0 = time.time()
     if not args.skip_backbone:
         report["backbone"] = train_backbone(out)
         report["backbone_seconds"] = round(time.time() - t0, 1)
+    recipe = DaggerRecipe(seed=args.seed)
+    backbone = MiniBackbone(out)
     t1 = time.time()
-    acfg = AuraTrainConfig()
-    layer, meta, data = train_aura(out, acfg)
-    save_trained(layer, out / "aura", meta)
-    report["aura"] = meta["history"]
+    layer, aura_record, data = train_aura_dagger(backbone, recipe)
+    save_aura(layer, out / "aura")
+    (out / "aura" / "train_meta.json").write_text(
+        json.dumps(aura_record, indent=1, default=str) + "\n"
+    )
+    report["aura"] = aura_record
     report["aura_seconds"] = round(time.time() - t1, 1)
-    t2 = time.time()
-    kv, kv_meta = train_kv(MiniBackbone(out), data, list(acfg.env_ids))
-    save_kv(kv, out / "kv")
-    report["kv"] = kv_meta
-    report["kv_seconds"] = round(time.time() - t2, 1)
+    if not args.skip_kv:
+        t2 = time.time()
+        kv, kv_record = train_kv_dagger(backbone, data, recipe)
+        save_kv(kv, out / "kv")
+        report["kv"] = kv_record
+        report["kv_seconds"] = round(time.time() - t2, 1)
     report["total_seconds"] = round(time.time() - t0, 1)
-    (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "train_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     print(f"trained in {report['total_seconds']} s -> {out}")
     return 0
 

@@ -1,188 +1,449 @@
-"""Training through time: whole sequences, hard write decisions, a write budget.
+"""The one trainer: every memory (AURA layer, KV cache, GRU, fixed-schedule gates) is trained
+here, by ``Trainer.train``: one loop, one budget controller, a pluggable gate objective,
+callbacks for validation, early stopping and progress (and data collection: DAgger).
 
-Loss per batch of sequences
+Objective per batch of whole sequences (B sequences of T steps; memory carried through):
 
-    L = action_error(actions, targets) + (λ + write_penalty) · mean_t g_t
+    L = action_error(actions | writes) + gate_weight * gate_loss
 
-where action_error is cross-entropy (discrete logits) or L1 (continuous chunks, as
-OpenVLA-OFT), over every step of every sequence, and the rollout is the one inference runs:
-the gate's hard decision g_t = [p_t > threshold] decides what is written and read.
+action_error is the masked cross-entropy (discrete logits (B, T, 1, n)) or L1 (continuous
+chunks (B, T, chunk, dim), as OpenVLA-OFT) of the actions the layer produces when memory is
+written on the objective's schedule; head, memory projections and beta learn from it through
+time (BPTT through the delta-rule memory). The gate objective (``objectives.py``) decides the
+schedule and the gate's loss:
 
-Estimator: straight-through. The forward pass uses the hard g_t ∈ {0, 1} (so the states the
-loss sees are the states inference visits: no train/test mismatch), and the backward pass
-hands dL/dg_t to the gate's (bounded) logit z_t unchanged, i.e. dg/dz = 1. Because the
-memory update is W ← W + g β k̂ eᵀ, the gradient
-dL/dg_t = <dL/dW_{t+1}, β k̂ eᵀ> + <dL/da_t, Δa_t> is defined even where g_t = 0:
-it is the first-order effect on ALL later actions of writing at step t. That is what lets
-the gate learn to store a cue whose effect on the action is delayed. A relaxed (soft /
-Gumbel-sigmoid) estimator would write p_t·Δ at every step during training, so the model
-would learn to rely on small soft writes that never happen at inference.
+- ``CounterfactualGate`` (reference): benefit_t = L(g_t = 0) - L(g_t = 1), the summed action
+  loss of the sequence (or of an H-step window: ``horizon``) without vs with the write at t,
+  every other decision held; the gate is fitted (BCE) to write where benefit_t > price.
+- ``StraightThroughGate``: first-order dL/dg_t through the hard decision (price in the loss).
+- ``FixedGate``: no gate learning (always/random/periodic/score gates, KV cache, GRU).
 
-Exploration: for the first ``explore_fraction`` of training the hard writes are drawn,
-P(write) = σ((z - logit threshold)/τ) with τ annealed 1 -> 0, instead of thresholded (still
-0/1 writes, so still no soft leak); the rest of training thresholds, exactly as inference.
-Without it every step's logit crosses the threshold together while the gate is still
-undifferentiated, and the rate jumps between all and nothing.
+Cost of the counterfactual objective (``write_benefits``; measured by ``make bench-gate-cost``
+= ``aura-mem-bench gate-cost`` -> docs/results/gate_cost.json, one thread on the shared 2-core
+machine, so upper bounds), per 1,000 sequence steps, batch of 32, the shipped MiniGrid layer:
+MiniGrid episodes (T <= 13 here): exact 0.24 s, horizon 8 0.15 s (the same write decisions as
+exact on every step), the reference (two full re-runs per step) 1.27 s; never-reset streams of
+12 episodes (T <= 129): exact 1.7 s, horizon 24 0.32 s (92% the same decisions), reference
+9.9 s. (The prototype measured 0.88 / 10.8 s exact under heavier load.) Exact costs O(T^2)
+step evaluations per sequence, horizon H O(T H). The whole 3,000-iteration MiniGrid run
+(batch 64, DAgger rollouts, closed-loop validation) took 966 s (models/mini/train_report.json).
 
-Budget: λ is a Lagrange multiplier for "writes/step <= target": the price of a write, both
-in the loss (above) and in the decision (a step is written iff its gate logit exceeds
-logit(threshold) + λ, so the rate answers a price change at once). It is a PI controller on
-the relative rate error ε = clip((rate - target)/target, ±1): λ = max(0, λ_I + k_p ε̄) with
-λ_I ← max(0, λ_I + η ε) after every batch (dual ascent plus a damping term); it stays 0 while
-the gate writes less than the budget. At the end λ is folded into the gate
-(AuraLayer.gate_offset). The threshold can afterwards be re-tuned to a (different) budget
-without retraining with ``calibrate_threshold``.
+Budget: ONE controller (``PriceController``) for every learned gate. The price of a write
+(in the objective's units: summed nats for the counterfactual gate, logit units for
+straight-through) follows dual ascent on the relative write-rate error,
+    integral <- max(floor, integral + lr * e),  e = clip((rate - budget) / budget, -1, 1)
+    price = max(floor, integral + p_gain * e_smoothed)
+where rate is the batch's write rate. Budget None: the price stays at its floor.
+
+Warm-up (``warmup`` iterations): no price; the counterfactual gate writes every step, so
+the head and projections learn to read a written memory before writes are priced.
+
+Validation and early stopping: every ``eval_every`` iterations ``validate`` runs held-out
+sequences with the inference rollout (the gate decides), or a ``selector`` scores the model
+(e.g. closed-loop success on validation seeds where a simulator exists). The best eligible
+checkpoint (after the warm-up, write rate within budget x ``rate_slack``) is kept; ``patience``
+evaluations without improvement stop the run. At the end the best is restored; if it is not
+better than the start, the START weights are restored and ``TrainResult.improved`` is False
+(a warning; ``aura-mem-train`` then exits non-zero unless ``--allow-worse``).
+
+Who calls it: ``aura-mem-train`` (``retrain/cli.py``: ``CounterfactualGate`` on bag windows),
+``make train-default`` (``aura_mem_dev/training/recipes.py``: AURA by ``CounterfactualGate``
+with DAgger callbacks, the KV arm by ``FixedGate("always")``), and through ``train_aura`` (the
+older entry point, kept as a thin mapping onto ``Trainer`` with ``StraightThroughGate`` /
+``FixedGate``) the synthetic benchmark and the arm recipe (``aura_mem_dev/arm``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
-from collections.abc import Callable, Iterable, Iterator
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the universal torch idiom
-from torch import Tensor, nn
+from torch import nn
 
-from aura_mem_ros.core.aura import SequenceOutput
+from aura_mem_ros.core.batch import (
+    SequenceBatch,
+    SequenceModel,
+    action_loss,
+    is_discrete,
+    step_mask,
+)
+from aura_mem_ros.core.evaluation import calibrate_threshold, evaluate, write_rate
 from aura_mem_ros.core.gates import get_gate
+from aura_mem_ros.core.objectives import (
+    Context,
+    CounterfactualGate,
+    FixedGate,
+    GateObjective,
+    StraightThroughGate,
+)
+
+__all__ = [
+    "CounterfactualGate",
+    "FixedGate",
+    "PriceController",
+    "SequenceBatch",
+    "SequenceModel",
+    "StraightThroughGate",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainerConfig",
+    "action_loss",
+    "calibrate_threshold",
+    "evaluate",
+    "train_aura",
+    "validate",
+    "write_rate",
+]
+
+# source(batch_size, generator) -> one training batch
+Source = Callable[[int, torch.Generator], SequenceBatch]
 
 
-@dataclass
-class SequenceBatch:
-    """A batch of whole sequences.
-
-    features (B, T, d_model); base_actions (B, T, chunk, dim) (logits (B, T, 1, n) if
-    discrete); targets (B, T) class ids (discrete) or (B, T, chunk, dim) (continuous);
-    mask (B, T) loss weights (padding = 0); writes (B, T) forced decisions (oracle gate only).
-    """
-
-    features: Tensor
-    base_actions: Tensor
-    targets: Tensor
-    mask: Tensor | None = None
-    writes: Tensor | None = None
-
-
-class SequenceModel(Protocol):
-    """What train/evaluate need: AuraLayer and every baseline in ``baselines`` speak it."""
-
-    def forward_sequence(
-        self,
-        features: Tensor,
-        base_actions: Tensor,
-        *,
-        gate: str = ...,
-        threshold: float | None = ...,
-        writes: Tensor | None = ...,
-        generator: torch.Generator | None = ...,
-    ) -> SequenceOutput: ...
-
-    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
-
-
-@dataclass
-class TrainConfig:
-    iterations: int = 300
-    lr: float = 1e-2
-    gate_lr_scale: float = 10.0  # learning-rate multiplier of parameters named gate_*
+@dataclass(frozen=True)
+class TrainerConfig:
+    iterations: int = 600
+    batch_size: int = 32
+    lr: float = 3e-3
+    lr_final: float | None = None  # cosine decay from lr to lr_final (None: constant)
+    gate_lr_scale: float = 1.0  # learning-rate multiplier of parameters named gate_*
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    target_write_rate: float | None = None  # writes/step budget (None: no controller)
-    write_penalty: float = 0.0  # fixed cost per write in the loss, on top of the multiplier
-    lambda_lr: float = 0.05  # dual-ascent (integral) step of the multiplier, logit units
-    lambda_p: float = 0.3  # proportional term: damps the overshoot of the pure integral
-    lambda_init: float = 0.0
-    # Batches before the controller starts: the gate starts open (AuraConfig.gate_init_bias),
-    # so the head first learns to use written memories; only then are writes priced.
-    budget_warmup: float = 0.25  # fraction of iterations
-    # Fraction of iterations in which the learned gate's hard writes are drawn at random
-    # around the threshold (P = σ((z - logit threshold) / temperature)) rather than
-    # thresholded: the write rate then moves smoothly with the gate instead of every step
-    # crossing the threshold at once (a cliff the controller cannot steer). The temperature
-    # anneals from 1 to 0 over that fraction; the rest of training thresholds, i.e. trains on
-    # exactly the rollout inference will run.
-    explore_fraction: float = 0.7
-    # The multiplier also raises the decision threshold (in logit units), so the rate answers
-    # the price at once instead of after the gate has re-learned (which made λ overshoot).
-    price_decisions: bool = True
-    calibrate_every: int = 25  # score gates (reconstruction, similarity): re-match the budget
-    progress: bool = False  # tqdm bar
-    desc: str = "train"
+    gate_weight: float = 1.0
     seed: int = 0
+    # budget controller
+    budget: float | None = None  # writes/step upper bound (None: the price stays at its floor)
+    price_lr: float = 0.05
+    price_p_gain: float = 0.0  # proportional term (damps the integral's overshoot)
+    price_init: float = 0.0
+    warmup: int = 0  # iterations before the price runs (counterfactual gate: always-write)
+    # validation / early stopping
+    eval_every: int = 50
+    patience: int | None = None  # evaluations without improvement before stopping
+    rate_slack: float = 1.25  # a checkpoint writing > budget x slack is not eligible
+    # nothing beat the start on validation: restore the start weights (False: keep the best
+    # eligible checkpoint, else the last weights; ``improved`` is False either way)
+    restore_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError("iterations, batch_size and lr must be positive")
+        if self.lr_final is not None and self.lr_final <= 0:
+            raise ValueError("lr_final must be positive (or None)")
+        if self.budget is not None and not 0 < self.budget <= 1:
+            raise ValueError("budget must lie in (0, 1] writes/step (or None)")
+        if self.warmup < 0 or self.eval_every <= 0:
+            raise ValueError("warmup >= 0 and eval_every > 0 required")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError("patience must be >= 1 evaluations (or None)")
+
+
+class PriceController:
+    """The price of one write: dual ascent on the relative write-rate error (+ optional P)."""
+
+    def __init__(
+        self, budget: float | None, floor: float, lr: float, p_gain: float = 0.0, init: float = 0.0
+    ):
+        self.budget, self.floor, self.lr, self.p_gain = budget, floor, lr, p_gain
+        self.integral = self.price = max(floor, init)
+        self.error = 0.0  # smoothed relative error: one batch's rate is noisy
+
+    def update(self, rate: float) -> float:
+        if self.budget is not None:
+            now = max(-1.0, min(1.0, (rate - self.budget) / self.budget))
+            self.error = 0.5 * self.error + 0.5 * now
+            self.integral = max(self.floor, self.integral + self.lr * now)
+            self.price = max(self.floor, self.integral + self.p_gain * self.error)
+        return self.price
+
+
+@torch.no_grad()
+def validate(
+    model: SequenceModel, batches: Sequence[SequenceBatch], gate: str, threshold: float | None
+) -> dict[str, float]:
+    """Inference rollout (the gate decides) on fixed held-out batches: mean action loss,
+    write rate, and accuracy (discrete) or L1 (continuous) per step."""
+    was = model.training
+    model.eval()
+    loss = writes = steps = score = 0.0
+    for batch in batches:
+        out = model.forward_sequence(
+            batch.features,
+            batch.base_actions,
+            gate=gate,
+            threshold=threshold,
+            generator=torch.Generator().manual_seed(0),
+        )
+        mask = step_mask(batch)
+        n = float(mask.sum())
+        loss += float(action_loss(out.actions, batch)) * n
+        writes += float((out.writes * mask).sum())
+        steps += n
+        if is_discrete(batch):
+            ok = (out.actions[:, :, 0].argmax(-1) == batch.targets).to(mask.dtype)
+            score += float((ok * mask).sum())
+        else:
+            score += float(((out.actions - batch.targets).abs().mean(dim=(-2, -1)) * mask).sum())
+    model.train(was)
+    key = "accuracy" if is_discrete(batches[0]) else "l1"
+    return {"loss": loss / steps, "write_rate": writes / steps, key: score / steps}
+
+
+class Callback(Protocol):
+    """Called with event "iteration" (info: it, loss, gate_loss, write_rate, price) and
+    "validation" (info: it, metrics); may set ``trainer.stop = True``."""
+
+    def __call__(self, event: str, trainer: Trainer, info: dict[str, Any]) -> None: ...
+
+
+def print_progress(every: int = 50) -> Callback:
+    def callback(event: str, trainer: Trainer, info: dict[str, Any]) -> None:
+        if event == "iteration" and info["it"] % every == 0:
+            keys = ("it", "loss", "gate_loss", "write_rate", "price")
+            print(" ".join(f"{k}={info[k]:.4g}" for k in keys), flush=True)
+        elif event == "validation":
+            metrics = {k: round(v, 4) for k, v in info["metrics"].items() if v is not None}
+            print(f"  validation @{info['it']}: {metrics}", flush=True)
+
+    return callback
+
+
+def progress_bar(total: int, desc: str) -> Callback:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, leave=False)
+
+    def callback(event: str, trainer: Trainer, info: dict[str, Any]) -> None:
+        if event == "iteration":
+            bar.set_postfix(loss=f"{info['loss']:.3f}", writes=f"{info['write_rate']:.3f}")
+            bar.update(1)
+            if info["it"] + 1 >= total:
+                bar.close()
+
+    return callback
 
 
 @dataclass
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
-    lagrange_multiplier: float = 0.0
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    start_val: dict[str, float] | None = None
+    best_val: dict[str, float] | None = None
+    best_it: int = -1  # -1: no validation, or the start was kept
+    improved: bool = True
+    price: float = 0.0  # the price the layer keeps (straight-through: folded into the gate)
     threshold: float | None = None  # the threshold the model was trained (and should run) at
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def lagrange_multiplier(self) -> float:
+        return self.price
 
     @property
     def write_rate(self) -> float:
         return self.history[-1]["write_rate"] if self.history else float("nan")
 
 
-def is_discrete(batch: SequenceBatch) -> bool:
-    return not torch.is_floating_point(batch.targets)
+class Trainer:
+    """``Trainer(model, source, objective, config, ...).train()`` = the one loop.
+
+    validation: fixed held-out batches (``validate``); selector(model) -> {"score": higher
+    is better, "write_rate": ...} replaces the held-out loss as the checkpoint criterion."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        source: Source,
+        objective: GateObjective,
+        config: TrainerConfig,
+        validation: Sequence[SequenceBatch] | None = None,
+        callbacks: Sequence[Callback] = (),
+        selector: Callable[[nn.Module], dict[str, float]] | None = None,
+    ):
+        self.model, self.source, self.objective, self.config = model, source, objective, config
+        self.validation = list(validation) if validation else None
+        self.selector = selector
+        self.callbacks = list(callbacks)
+        budget = config.budget if objective.learned else None
+        self.controller = PriceController(
+            budget, objective.price_floor, config.price_lr, config.price_p_gain, config.price_init
+        )
+        self.stop = False  # a callback may set it
+
+    def _emit(self, event: str, info: dict[str, Any]) -> None:
+        for callback in self.callbacks:
+            callback(event, self, info)
+
+    def _validate(self) -> dict[str, float]:
+        gate, threshold = self.objective.gate, self.objective.threshold()
+        metrics: dict[str, Any] = {}
+        if self.validation:
+            metrics = validate(self.model, self.validation, gate, threshold)
+        if self.selector is not None:
+            sel = self.selector(self.model)
+            metrics.update({f"selector_{k}": v for k, v in sel.items()})
+            # lower is better: the negated score, ties broken by the held-out loss
+            metrics["criterion"] = -sel["score"] + 1e-3 * metrics.get("loss", 0.0)
+            metrics.setdefault("write_rate", sel.get("write_rate", 0.0))
+        else:
+            metrics["criterion"] = metrics["loss"]
+        metrics["threshold"] = threshold
+        metrics["price"] = self.controller.price
+        return metrics
+
+    def _eligible(self, it: int, metrics: dict[str, float]) -> bool:
+        cfg = self.config
+        if self.objective.learned and it < cfg.warmup:
+            return False
+        if self.objective.learned and cfg.budget is not None:
+            return metrics["write_rate"] <= cfg.budget * cfg.rate_slack
+        return True
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [{"params": [p for _, p in named], "scale": 1.0}]
+        if self.config.gate_lr_scale != 1.0:
+            # a gate learning from a sparser per-step signal than the head: optionally faster
+            groups = [
+                {"params": [p for n, p in named if not n.startswith("gate_")], "scale": 1.0},
+                {
+                    "params": [p for n, p in named if n.startswith("gate_")],
+                    "scale": self.config.gate_lr_scale,
+                },
+            ]
+        groups = [g for g in groups if g["params"]]
+        for g in groups:
+            g["lr"] = self.config.lr * g["scale"]
+        return torch.optim.AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def train(self) -> TrainResult:
+        cfg, model = self.config, self.model
+        gen = torch.Generator().manual_seed(cfg.seed)
+        res = TrainResult()
+        t0 = time.perf_counter()
+        checking = bool(self.validation) or self.selector is not None
+        start_state = copy.deepcopy(model.state_dict())
+        if checking:
+            res.start_val = self._validate()
+            self._emit("validation", {"it": -1, "metrics": res.start_val})
+        best_state, best, since_best = None, math.inf, 0
+        optim = self._optimizer()
+        params = [p for p in model.parameters() if p.requires_grad]  # clipped together
+        model.train()
+        for it in range(cfg.iterations):
+            if cfg.lr_final is not None:  # cosine from lr to lr_final
+                frac = it / max(1, cfg.iterations - 1)
+                lr = cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * frac))
+                for group in optim.param_groups:
+                    group["lr"] = lr * group["scale"]
+            warm = it < cfg.warmup
+            ctx = Context(it, cfg.iterations, self.controller.price, cfg.budget, gen, warm)
+            batch = self.source(cfg.batch_size, gen)
+            out, gate_loss, rate = self.objective.training_pass(model, batch, ctx)
+            loss_action = action_loss(out.actions, batch)
+            loss = loss_action + cfg.gate_weight * gate_loss
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optim.step()
+            if self.objective.learned and not warm:
+                self.controller.update(rate)
+            info = {
+                "it": it,
+                "loss": float(loss_action.detach()),
+                "gate_loss": float(gate_loss.detach()),
+                "write_rate": rate,
+                "price": self.controller.price,
+            }
+            res.history.append(info)
+            self._emit("iteration", info)
+            if checking and ((it + 1) % cfg.eval_every == 0 or it == cfg.iterations - 1):
+                metrics = self._validate()
+                entry = {"it": it, "metrics": metrics}
+                res.validations.append(entry)
+                self._emit("validation", entry)
+                if self._eligible(it, metrics):
+                    if metrics["criterion"] < best:
+                        best, since_best = metrics["criterion"], 0
+                        best_state = copy.deepcopy(model.state_dict())
+                        res.best_val, res.best_it = metrics, it
+                    else:
+                        since_best += 1
+                if cfg.patience is not None and since_best >= cfg.patience:
+                    res.stopped_early = True
+                    break
+            if self.stop:
+                res.stopped_early = True
+                break
+        price = self.controller.price
+        if checking:
+            if best_state is not None:
+                model.load_state_dict(best_state)
+                price = res.best_val["price"] if res.best_val else price
+            assert res.start_val is not None
+            if res.best_val is None or res.best_val["criterion"] >= res.start_val["criterion"]:
+                res.improved = False
+                kept = "the best trained weights are kept anyway"
+                if cfg.restore_start:
+                    model.load_state_dict(start_state)
+                    res.best_it, price, kept = -1, 0.0, "the start weights are kept"
+                warnings.warn(
+                    "training did not beat the starting layer on validation "
+                    f"(start {res.start_val}, best {res.best_val}): {kept}",
+                    stacklevel=2,
+                )
+        elif res.history:  # no validation: the price over the last tenth (one batch is noisy)
+            tail = res.history[-max(1, len(res.history) // 10) :]
+            price = statistics.fmean(h["price"] for h in tail)
+        restored = checking and not res.improved and cfg.restore_start
+        res.price = 0.0 if restored else self.objective.finish(model, price)
+        res.threshold = self.objective.threshold()
+        res.seconds = time.perf_counter() - t0
+        model.eval()
+        return res
 
 
-def _mask(batch: SequenceBatch) -> Tensor:
-    if batch.mask is not None:
-        return batch.mask.to(batch.features.dtype)
-    return torch.ones(batch.features.shape[:2], dtype=batch.features.dtype)
+# ---------------------------------------------------------------------------------------------
+# compatibility entry point (synthetic benchmark, arm recipe): straight-through or fixed gate
+@dataclass(frozen=True)
+class TrainConfig:
+    """``train_aura``'s options; mapped onto ``TrainerConfig`` + an objective."""
+
+    iterations: int = 300
+    lr: float = 1e-2
+    gate_lr_scale: float = 10.0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    target_write_rate: float | None = None
+    lambda_lr: float = 0.05
+    lambda_p: float = 0.3
+    lambda_init: float = 0.0
+    budget_warmup: float = 0.25  # fraction of iterations before writes are priced
+    explore_fraction: float = 0.7
+    calibrate_every: int = 25
+    progress: bool = False
+    desc: str = "train"
+    seed: int = 0
 
 
-def action_loss(actions: Tensor, batch: SequenceBatch) -> Tensor:
-    """Masked mean over steps: CE on logits (B, T, 1, n) or L1 on (B, T, chunk, dim)."""
-    mask = _mask(batch)
-    if is_discrete(batch):
-        per_step = F.cross_entropy(
-            actions[:, :, 0].flatten(0, 1), batch.targets.flatten(), reduction="none"
-        ).view(mask.shape)
-    else:
-        per_step = (actions - batch.targets).abs().mean(dim=(-2, -1))
-    return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def _batches(
-    source: Iterable[SequenceBatch] | Callable[[int], SequenceBatch],
-) -> Iterator[SequenceBatch]:
-    if callable(source):
+def _source(batches: Iterable[SequenceBatch] | Callable[[int], SequenceBatch]) -> Source:
+    def counted() -> Iterator[SequenceBatch]:
         i = 0
         while True:
-            yield source(i)
+            yield batches(i)  # type: ignore[operator]
             i += 1
-    else:
-        yield from source
 
-
-def _forward(
-    model: SequenceModel,
-    batch: SequenceBatch,
-    gate: str,
-    threshold: float | None,
-    generator: torch.Generator | None,
-    explore: float = 0.0,
-) -> SequenceOutput:
-    extra = {"explore": explore} if explore > 0 else {}
-    return model.forward_sequence(
-        batch.features,
-        batch.base_actions,
-        gate=gate,
-        threshold=threshold,
-        writes=batch.writes if get_gate(gate).needs_writes else None,
-        generator=generator,
-        **extra,
-    )
-
-
-def _priced(threshold: float, lam: float) -> float:
-    """The probability threshold whose logit is ``lam`` above ``threshold``'s."""
-    t = min(max(threshold, 1e-6), 1 - 1e-6)
-    return 1.0 / (1.0 + math.exp(-(math.log(t / (1 - t)) + lam)))
+    stream = counted() if callable(batches) else iter(batches)
+    return lambda batch_size, generator: next(stream)
 
 
 def train_aura(
@@ -193,185 +454,32 @@ def train_aura(
     gate: str = "learned",
     threshold: float | None = None,
 ) -> TrainResult:
-    """Train ``model`` (an AuraLayer or a baseline) for ``config.iterations`` batches.
-
-    gate: how writes are decided during training (and hence at inference): "learned" trains
-    the gate with the straight-through estimator and the budget controller; score gates
-    ("reconstruction", "similarity", "action_surprise") get their threshold re-calibrated to
-    the budget every ``calibrate_every`` batches; "random"/"periodic" run at the budget rate.
-    """
+    """Train ``model`` for ``config.iterations`` batches with ``Trainer``: the learned gate
+    by ``StraightThroughGate`` under the budget controller (PI), any other gate by
+    ``FixedGate``. No validation: the price over the last tenth is folded into the gate."""
     spec = get_gate(gate)
     budget = config.target_write_rate
     if budget is None:
         budget = getattr(getattr(model, "config", None), "target_write_rate", None)
-    if spec.threshold_is_rate and budget is not None:
-        threshold = budget
-    generator = torch.Generator().manual_seed(config.seed)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    # The gate must tell useful writes from useless ones before the budget bites, from a
-    # per-step signal (dL/dg) that is much sparser than the action loss's: it learns faster.
-    groups = [
-        {"params": [p for n, p in named if not n.startswith("gate_")], "lr": config.lr},
-        {
-            "params": [p for n, p in named if n.startswith("gate_")],
-            "lr": config.lr * config.gate_lr_scale,
-        },
-    ]
-    optim = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    lam_i, error = config.lambda_init, 0.0  # integral part, smoothed relative rate error
-    lam = lam_i
-    base_threshold = threshold
-    if spec.learned and base_threshold is None:
-        base_threshold = model.config.threshold  # type: ignore[attr-defined]
-    result = TrainResult(threshold=threshold)
-    stream = _batches(batches)
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.iterations, desc=config.desc, leave=False)
-    for it in range(config.iterations):
-        batch = next(stream)
-        if spec.score_threshold and budget is not None and it % config.calibrate_every == 0:
-            threshold = calibrate_threshold(model, [batch], budget, gate=gate)
-        explore_iters = config.explore_fraction * config.iterations
-        explore = 1.0 - it / explore_iters if spec.learned and it < explore_iters else 0.0
-        step_threshold = threshold
-        if spec.learned:
-            step_threshold = _priced(base_threshold, lam if config.price_decisions else 0.0)
-        out = _forward(model, batch, gate, step_threshold, generator, explore)
-        mask = _mask(batch)
-        loss_action = action_loss(out.actions, batch)
-        rate = (out.writes * mask).sum() / mask.sum().clamp_min(1.0)
-        loss = loss_action
-        priced = it >= config.budget_warmup * config.iterations
-        if spec.learned and priced:
-            loss = loss + (lam + config.write_penalty) * rate
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip:
-            nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optim.step()
-        hard_rate = float(rate.detach())
-        if spec.learned and budget is not None and priced:
-            # relative error, clipped: λ ramps up slowly (the gate has time to tell useful
-            # writes from useless ones before writes get expensive) and falls as fast when
-            # the rate undershoots, so an over-shut gate can re-open.
-            now = min(1.0, max(-1.0, (hard_rate - budget) / budget))
-            error = 0.5 * error + 0.5 * now  # one batch's rate is noisy
-            lam_i = max(0.0, lam_i + config.lambda_lr * now)
-            lam = max(0.0, lam_i + config.lambda_p * error)
-        result.history.append(
-            {"loss": float(loss_action.detach()), "write_rate": hard_rate, "lambda": lam}
-        )
-        if bar is not None:
-            bar.set_postfix(loss=f"{float(loss_action):.3f}", writes=f"{hard_rate:.3f}")
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    # The price the layer keeps: λ averaged over the last tenth of training (one batch's λ
-    # carries that batch's noise through the proportional term).
-    tail = result.history[-max(1, config.iterations // 10) :]
-    lam = statistics.fmean(h["lambda"] for h in tail) if tail else lam
-    result.lagrange_multiplier = lam
-    if spec.learned and lam > 0 and config.price_decisions:
-        # Fold the price into the gate: the layer alone, at its configured threshold, now
-        # makes the decisions it was trained with.
-        with torch.no_grad():
-            model.gate_offset += lam  # type: ignore[attr-defined]
-    result.threshold = threshold
-    return result
-
-
-@torch.no_grad()
-def evaluate(
-    model: SequenceModel,
-    batch: SequenceBatch,
-    *,
-    gate: str = "learned",
-    threshold: float | None = None,
-    score_mask: Tensor | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Accuracy (discrete) or L1 (continuous) on ``score_mask`` steps, plus write counts."""
-    out = _forward(model, batch, gate, threshold, torch.Generator().manual_seed(seed))
-    score = _mask(batch) if score_mask is None else score_mask.to(batch.features.dtype)
-    n = score.sum().clamp_min(1.0)
-    result = {
-        "writes_per_seq": float(out.writes.sum(1).mean()),
-        "steps_per_seq": float(batch.features.shape[1]),
-        "write_rate": float(out.writes.mean()),
-        "loss": float(action_loss(out.actions, batch)),
-    }
-    if is_discrete(batch):
-        correct = (out.actions[:, :, 0].argmax(-1) == batch.targets).to(score.dtype)
-        result["accuracy"] = float((correct * score).sum() / n)
-    else:
-        l1 = (out.actions - batch.targets).abs().mean(dim=(-2, -1))
-        result["l1"] = float((l1 * score).sum() / n)
-    return result
-
-
-@torch.no_grad()
-def write_rate(
-    model: SequenceModel,
-    batches: Iterable[SequenceBatch],
-    *,
-    gate: str = "learned",
-    threshold: float | None = None,
-) -> float:
-    writes = steps = 0.0
-    for batch in batches:
-        out = _forward(model, batch, gate, threshold, torch.Generator().manual_seed(0))
-        mask = _mask(batch)
-        writes += float((out.writes * mask).sum())
-        steps += float(mask.sum())
-    return writes / max(steps, 1.0)
-
-
-@torch.no_grad()
-def calibrate_threshold(
-    model: SequenceModel,
-    batches: Iterable[SequenceBatch],
-    target_rate: float,
-    *,
-    gate: str = "learned",
-    iterations: int = 20,
-) -> float:
-    """The threshold at which ``gate`` writes ``target_rate`` writes/step on ``batches``.
-
-    Bisection over full closed-loop rollouts (what is written changes later gate inputs, so
-    the rate is measured, not read off one pass's scores). Learned gate: over log-odds
-    [-30, 30]; score gates: over log-space [1e-4, 1e4]. Returns the threshold whose rate is
-    closest to the target without exceeding it when one exists.
-    """
-    spec = get_gate(gate)
-    if not (spec.learned or spec.score_threshold or spec.threshold_is_rate):
-        raise ValueError(f"gate {gate!r} has no threshold to calibrate")
-    if spec.threshold_is_rate:
-        return float(target_rate)
-    batches = list(batches)
-    # bisection on a transformed axis: log for scores (any scale), log-odds for the learned
-    # gate's probability (its values crowd near 0 and 1)
+    objective: GateObjective
     if spec.learned:
-        lo, hi = -30.0, 30.0
-
-        def to_threshold(u: float) -> float:
-            return 1.0 / (1.0 + math.exp(-u))
+        objective = StraightThroughGate(config.explore_fraction, threshold)
     else:
-        lo, hi = math.log(1e-4), math.log(1e4)
-        to_threshold = math.exp
-
-    best, best_gap = hi, float("inf")
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        rate = write_rate(model, batches, gate=gate, threshold=to_threshold(mid))
-        gap = abs(rate - target_rate)
-        if rate <= target_rate and gap < best_gap:
-            best, best_gap = mid, gap
-        if rate > target_rate:
-            lo = mid  # too many writes: raise the threshold
-        else:
-            hi = mid
-    return to_threshold(best)
+        objective = FixedGate(gate, threshold, config.calibrate_every)
+    trainer_config = TrainerConfig(
+        iterations=config.iterations,
+        lr=config.lr,
+        gate_lr_scale=config.gate_lr_scale,
+        weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip,
+        seed=config.seed,
+        budget=budget,
+        price_lr=config.lambda_lr,
+        price_p_gain=config.lambda_p,
+        price_init=config.lambda_init,
+        warmup=round(config.budget_warmup * config.iterations),
+    )
+    callbacks = [progress_bar(config.iterations, config.desc)] if config.progress else []
+    result = Trainer(model, _source(batches), objective, trainer_config, None, callbacks).train()
+    result.threshold = threshold if spec.learned else objective.threshold()
+    return result

@@ -4,18 +4,22 @@ Data: camera frames + the action that should have been taken, on ``/teleop/actio
 ``/expert/action``; AuraAction with header.stamp = the camera image's stamp). The frozen
 backbone runs once per frame and its output is cached per bag (``retrain/features.py``: a
 second run on the same bags skips it; ``--ray`` spreads the bags over a Ray cluster's GPUs or
-CPUs). The AURA layer (memory, gate, residual head) is trained through time with core's
-trainer under a write budget, validated on held-out episodes at the threshold that meets the
-budget, and early-stopped on that validation error.
+CPUs). The AURA layer (memory, gate, residual head) is trained through time by the one
+trainer (``core/train.py``) in ONE continuous run: an always-write warm-up, then the gate
+fitted to the counterfactual action benefit of each write under the write budget. Whole
+episodes are held out for validation (every ``--eval-every`` iterations, the gate deciding as
+in the node); training stops after ``--patience`` validations without improvement and the
+best checkpoint is restored. A layer that is not better than its start on validation is NOT
+saved (warning, exit status 3) unless ``--allow-worse``.
 
 Output (what the node loads with ``-p aura_checkpoint:=DIR``): aura.safetensors,
-aura_config.json (threshold calibrated to the budget), model_card.json, training_curve.png.
+aura_config.json, model_card.json (validation loss and write rate before/after, budget,
+command, the validation curve), training_curve.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import datetime as dt
 import json
@@ -60,11 +64,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--episode-gap", type=float, default=2.0, help="seconds without frames that end an episode"
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-iterations", type=int, default=600)
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="always-write iterations first (the head learns to read memory; at most half)",
+    )
     p.add_argument("--eval-every", type=int, default=25)
-    p.add_argument("--patience", type=int, default=4, help="evaluations without improvement")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=8,
+        help="validations without improvement (after the warm-up) before stopping",
+    )
+    p.add_argument("--lr", type=float, default=1e-2, help="cosine-decayed to lr/5")
+    p.add_argument(
+        "--horizon",
+        type=int,
+        help="steps over which a write's benefit is measured (default: the whole window, "
+        "exact; a horizon H costs O(T H) instead of O(T^2) per window of T steps)",
+    )
+    p.add_argument(
+        "--dense-fraction",
+        type=float,
+        default=0.3,
+        help="share of training windows written at random densely (teaches the head to read)",
+    )
+    p.add_argument("--head-hidden", type=int, default=512, help="residual head width (fresh)")
+    p.add_argument(
+        "--rate-slack",
+        type=float,
+        default=1.25,
+        help="a checkpoint writing more than budget x slack on validation is not kept",
+    )
+    p.add_argument(
+        "--allow-worse",
+        action="store_true",
+        help="save the layer even when it is not better than its start on validation "
+        "(otherwise nothing is saved and the exit status is 3)",
+    )
     p.add_argument("--init", help="start from this checkpoint (fine-tune) instead of fresh")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -89,20 +129,45 @@ def _split(
     return train, val
 
 
-def _metrics(layer: Any, batch: Any, threshold: float | None) -> dict[str, float]:
-    from aura_mem_ros.core.train import evaluate
+class WorseThanStartError(ValueError):
+    """Training did not beat the starting layer on held-out episodes: nothing was saved."""
 
-    m = evaluate(layer, batch, gate="learned", threshold=threshold)
-    return {k: round(float(v), 6) for k, v in m.items()}
+
+def _batches(episodes: Sequence[Episode], discrete: bool, size: int = 64) -> list[Any]:
+    return [to_batch(episodes[i : i + size], discrete) for i in range(0, len(episodes), size)]
+
+
+def _rounded(metrics: dict[str, Any] | None) -> dict[str, float]:
+    keys = ("loss", "write_rate", "accuracy", "l1")
+    return {k: round(float(metrics[k]), 6) for k in keys if metrics and k in metrics}
+
+
+def new_layer_config(backbone: Any, budget: float, head_hidden: int) -> Any:
+    """A fresh layer as the one trainer's recipe wants it: the gate starts closed (writes
+    are added where they pay), a small write strength (a dense memory keeps an early cue,
+    so the head learns to read during the always-write warm-up), a wide residual head."""
+    from aura_mem_ros.core.config import AuraConfig
+
+    return AuraConfig.for_backbone(
+        backbone,
+        target_write_rate=budget,
+        beta_init=0.3,
+        head_hidden=head_hidden,
+        gate_init_bias=-2.0,
+    )
 
 
 def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) -> dict[str, Any]:
+    """One continuous run of ``core.train.Trainer`` (counterfactual gate) on the bags'
+    episodes; validation on held-out episodes, early stopping, best checkpoint restored.
+    -> the model card. Raises ``WorseThanStartError`` (nothing saved) when the result is not
+    better than the start on validation, unless ``args.allow_worse``."""
     import torch
 
     from aura_mem_ros.core.aura import AuraLayer
     from aura_mem_ros.core.checkpoint import init_aura, load_aura, save_aura
-    from aura_mem_ros.core.config import AuraConfig
-    from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, train_aura
+    from aura_mem_ros.core.objectives import CounterfactualGate
+    from aura_mem_ros.core.train import Trainer, TrainerConfig, print_progress, validate
 
     # The frozen backbone's output per frame, from the feature cache or computed (on Ray with
     # --ray); a training sweep passes it in, computed once for all its runs.
@@ -115,95 +180,53 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
     episodes = data.episodes()
     train_eps, val_eps = _split(episodes, args.val_fraction, args.seed)
     train_w = windows(train_eps, args.window)
-    val_batch = to_batch(windows(val_eps, args.window), backbone.discrete)
-    calib_batch = to_batch(train_w[:64], backbone.discrete)
-    val_steps = sum(len(e) for e in val_eps)
+    val_batches = _batches(windows(val_eps, args.window), backbone.discrete)
 
     if args.init:
         layer = load_aura(args.init)
     else:
-        layer = init_aura(
-            AuraConfig.for_backbone(backbone, target_write_rate=args.budget), seed=args.seed
-        )
-    before = _metrics(layer, val_batch, None)
-    rng = random.Random(args.seed)
+        config = new_layer_config(backbone, args.budget, args.head_hidden)
+        layer = init_aura(config, seed=args.seed)
 
-    def batch_fn(_: int) -> Any:
-        return to_batch(rng.sample(train_w, min(args.batch_size, len(train_w))), backbone.discrete)
+    def source(batch_size: int, gen: torch.Generator) -> Any:
+        idx = torch.randint(len(train_w), (min(batch_size, len(train_w)),), generator=gen)
+        return to_batch([train_w[i] for i in idx.tolist()], backbone.discrete)
 
-    curve: list[dict[str, float]] = []
-    best: tuple[float, dict[str, Any], float, int] | None = None
-    # The starting layer at a threshold that meets the budget is the first candidate, so the
-    # result is never worse on validation than what it started from (for a fresh layer: the
-    # base policy, whose residual is zero whatever it writes).
-    threshold0 = calibrate_threshold(layer, [calib_batch], args.budget, gate="learned")
-    start = _metrics(layer, val_batch, threshold0)
-    if start["write_rate"] <= args.budget + 1.0 / max(1, val_steps):
-        best = (start["loss"], copy.deepcopy(layer.state_dict()), threshold0, 0)
-    lam, since_best, done = 0.0, 0, 0
-    # Phases as core's trainer defines them, over the whole run: no write price during the
-    # first quarter, Bernoulli-explored writes for the first 70%, thresholded after.
-    warmup_end, explore_end = 0.25 * args.max_iterations, 0.7 * args.max_iterations
-    from tqdm import tqdm
-
-    bar = tqdm(total=args.max_iterations, desc="train", disable=args.quiet)
-    stopped_early = False
-    while done < args.max_iterations:
-        n = min(args.eval_every, args.max_iterations - done)
-        cfg = TrainConfig(
-            iterations=n,
-            lr=args.lr,
-            target_write_rate=args.budget,
-            lambda_init=lam,
-            budget_warmup=1.0 if done < warmup_end else 0.0,
-            explore_fraction=1.0 if done < explore_end else 0.0,
-            seed=args.seed + done,
-        )
-        result = train_aura(layer, batch_fn, cfg, gate="learned")
-        lam = result.lagrange_multiplier
-        done += n
-        threshold = calibrate_threshold(layer, [calib_batch], args.budget, gate="learned")
-        val = _metrics(layer, val_batch, threshold)
-        curve.append(
-            {
-                "iteration": done,
-                "train_loss": round(result.history[-1]["loss"], 6),
-                "val_loss": val["loss"],
-                "val_write_rate": val["write_rate"],
-                "threshold": round(threshold, 6),
-                "lambda": round(lam, 6),
-            }
-        )
-        bar.update(n)
-        bar.set_postfix(val_loss=f"{val['loss']:.4f}", writes=f"{val['write_rate']:.3f}")
-        # Only a round that meets the budget on held-out episodes can be the result (one
-        # write of slack: a threshold calibrated on training data transfers only roughly).
-        meets = val["write_rate"] <= args.budget + 1.0 / max(1, val_steps)
-        if meets and (best is None or val["loss"] < best[0] - 1e-5):
-            best = (val["loss"], copy.deepcopy(layer.state_dict()), threshold, done)
-            since_best = 0
-        elif best is not None and done >= explore_end:
-            # Patience only counts once training runs the deployed (thresholded) rollout.
-            since_best += 1
-            if since_best >= args.patience:
-                stopped_early = True
-                break
-    bar.close()
-    if best is None:
-        raise ValueError(
-            f"no evaluation met the budget of {args.budget} writes/step on the "
-            f"validation episodes; train longer (--max-iterations) or raise it"
-        )
-    _, state, threshold, best_iteration = best
-    config = dataclasses.replace(
-        layer.config, threshold=float(threshold), target_write_rate=args.budget
+    warmup = min(args.warmup, args.max_iterations // 2)
+    config = TrainerConfig(
+        iterations=args.max_iterations,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_final=args.lr / 5,
+        budget=args.budget,
+        warmup=warmup,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        rate_slack=args.rate_slack,
+        restore_start=not args.allow_worse,
+        seed=args.seed,
     )
-    final = AuraLayer(config)
-    final.load_state_dict(state)
+    objective = CounterfactualGate(horizon=args.horizon, dense_fraction=args.dense_fraction)
+    callbacks = [] if args.quiet else [print_progress(args.eval_every)]
+    result = Trainer(layer, source, objective, config, val_batches, callbacks).train()
+    config_out = dataclasses.replace(layer.config, target_write_rate=args.budget)
+    final = AuraLayer(config_out)
+    final.load_state_dict(layer.state_dict())
     final.eval()
-    after = _metrics(final, val_batch, None)  # at the saved threshold, as the node runs it
+    after = validate(final, val_batches, "learned", None)  # as the node runs it
+    before = result.start_val
+    losses = {h["it"]: h["loss"] for h in result.history}
+    curve = [
+        {
+            "iteration": v["it"] + 1,
+            "train_loss": round(losses[v["it"]], 6),
+            "val_loss": round(v["metrics"]["loss"], 6),
+            "val_write_rate": round(v["metrics"]["write_rate"], 6),
+            "price": round(v["metrics"]["price"], 6),
+        }
+        for v in result.validations
+    ]
     out = Path(args.out)
-    save_aura(final, out)
     card = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "aura-mem-train " + " ".join(sys.argv[1:]),
@@ -229,16 +252,21 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
             "features": data.stats.to_dict(),
         },
         "budget_writes_per_step": args.budget,
-        "threshold": round(float(threshold), 6),
-        "validation": {"before": before, "after": after},
-        "writes_per_step_val": after["write_rate"],
-        "meets_budget": after["write_rate"] <= args.budget * 1.1 + 1e-9,
+        "threshold": round(float(config_out.threshold), 6),
+        "validation": {"before": _rounded(before), "after": _rounded(after)},
+        "writes_per_step_val": round(after["write_rate"], 6),
+        "meets_budget": after["write_rate"] <= args.budget * args.rate_slack + 1e-9,
         "training": {
-            "iterations": done,
-            "best_iteration": best_iteration,
-            # 0: no evaluation beat the starting layer at the budget; it was kept as is.
-            "improved_on_start": best_iteration > 0,
-            "stopped_early": stopped_early,
+            "trainer": "aura_mem_ros.core.train.Trainer + CounterfactualGate",
+            "iterations": len(result.history),
+            "best_iteration": result.best_it + 1,  # 0: the start was kept
+            "improved_on_start": result.improved,
+            "allow_worse": bool(args.allow_worse),
+            "stopped_early": result.stopped_early,
+            "seconds": round(result.seconds, 1),
+            "price": round(result.price, 6),
+            "warmup": warmup,
+            "horizon": args.horizon,
             "eval_every": args.eval_every,
             "patience": args.patience,
             "lr": args.lr,
@@ -249,8 +277,17 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
         },
         "load_in_node": f"-p aura_checkpoint:={out.resolve()} -p backbone:={name}",
     }
+    if not result.improved and not args.allow_worse:
+        raise WorseThanStartError(
+            f"the trained layer is not better than its start on {len(val_eps)} held-out "
+            f"episodes (validation loss {_rounded(before).get('loss')} at the start, best "
+            f"{_rounded(result.best_val).get('loss')}): NOTHING was saved to {out}. Record more "
+            "episodes, train longer (--max-iterations, --patience), or pass --allow-worse "
+            "to save it anyway"
+        )
+    save_aura(final, out)
     (out / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
-    _plot_curve(curve, before, args.budget, out / "training_curve.png")
+    _plot_curve(curve, card["validation"]["before"], args.budget, out / "training_curve.png")
     return card
 
 
@@ -287,11 +324,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)  # small batches: thread sync costs more than it saves here
     try:
         card = train_from_bags(args)
+    except WorseThanStartError as exc:
+        print(f"\naura-mem-train: WARNING: {exc}\n", file=sys.stderr)
+        return 3
     except (FileNotFoundError, ValueError) as exc:
         print(f"aura-mem-train: {exc}", file=sys.stderr)
         return 2
     v = card["validation"]
     key = "accuracy" if "accuracy" in v["after"] else "l1"
+    if not card["training"]["improved_on_start"]:
+        print(
+            "aura-mem-train: WARNING: saved WITH --allow-worse: the layer is not better than "
+            "its start on validation",
+            file=sys.stderr,
+        )
     print(
         f"{card['data']['train_steps']} train / {card['data']['val_steps']} val steps; "
         f"validation loss {v['before']['loss']:.4f} -> {v['after']['loss']:.4f}, {key} "

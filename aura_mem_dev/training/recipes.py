@@ -1,0 +1,306 @@
+"""The recipes that rebuild the shipped MiniGrid memories with the one trainer
+(``aura_mem_ros.core.train``): expert ACTION labels + closed-loop DAgger, no oracle schedule,
+no simulator state in any training batch.
+
+AURA (``train_aura_dagger``), what each piece is for (measured, see the issue 17 record):
+
+1. data: 400 expert episodes + 200 episodes driven by the frozen base policy, expert labels;
+2. the head learns to READ memory without an oracle: a small write strength (beta 0.3: a
+   dense memory is a decaying superposition that still holds an early cue at the fork; at
+   0.9 the last writes erase it), an always-write warm-up (400 iterations), then 30% of
+   every batch on dense random schedules (head only) for the whole run, and a wider
+   residual head (512 hidden; same 4,224-byte memory state);
+3. the gate: ``CounterfactualGate`` (exact write benefit) on the other 70% of the rows (the
+   gate's greedy schedule, 10% random extra writes in 30% of them), price floor 0.05 nats,
+   budget 0.1 writes/step;
+4. DAgger: at fixed iterations the current gated layer drives 300 episodes (expert actions
+   executed 30%, 10%, then 0% of the time), every visited state gets the expert's label;
+5. checkpoint selection: closed-loop success on 60 VALIDATION seeds (950,000+, disjoint from
+   training seeds and from the evaluation seeds >= 1,000,000), the best restored at the end.
+
+Why not straight-through: the first-order gate converges to a "marker" write (one write
+anywhere in the look-back phase: the head reads "something was written" as "cue seen" and
+the fork stays at chance, 0.47-0.53 closed loop); the exact benefit of a write at the cue
+view only exceeds a marker's once the head can read the cue's identity, which the dense
+rows teach.
+
+The KV-cache arm (``train_kv_dagger``): the same trainer (``FixedGate("always")``), the
+same aggregated data, its own DAgger rounds and the same closed-loop checkpoint selection.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from aura_mem_dev.agent import Agent, run_agent_episode
+from aura_mem_dev.training.episodes import (
+    EpisodeSource,
+    agent_driver,
+    collect_episodes,
+    expert_driver,
+)
+from aura_mem_ros.backbones.mini import MiniBackbone
+from aura_mem_ros.core.aura import AuraLayer
+from aura_mem_ros.core.checkpoint import init_aura
+from aura_mem_ros.core.config import AuraConfig
+from aura_mem_ros.core.kv import KVConfig, KVMemory, KVRuntime
+from aura_mem_ros.core.objectives import CounterfactualGate, FixedGate
+from aura_mem_ros.core.runtime import AuraRuntime
+from aura_mem_ros.core.train import Trainer, TrainerConfig, TrainResult, print_progress
+from aura_mem_ros.sim.env import make_env
+
+ENVS = ("MiniGrid-MemoryS13-v0", "MiniGrid-MemoryS11-v0")
+TRAIN_SEED0 = 600_000  # AURA/KV training episodes: 600,000-899,999 (backbone: below)
+VAL_SEED0 = 950_000  # checkpoint selection: 950,000-999,999 (evaluation: >= 1,000,000)
+
+
+class Seeds:
+    """Consecutive, never reused training seeds."""
+
+    def __init__(self, start: int):
+        self.next = start
+
+    def take(self, n: int) -> list[int]:
+        out = list(range(self.next, self.next + n))
+        self.next += n
+        return out
+
+
+@dataclass(frozen=True)
+class DaggerRecipe:
+    env_ids: tuple[str, ...] = ENVS
+    seed: int = 0
+    demo_episodes: int = 400
+    base_episodes: int = 200
+    iterations: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-2
+    lr_final: float = 2e-3
+    budget: float = 0.1  # writes/step
+    warmup: int = 400  # always-write iterations
+    dense_fraction: float = 0.3
+    explore_rows: float = 0.3
+    explore_rate: float = 0.1
+    horizon: int | None = None  # exact counterfactual benefit
+    beta_init: float = 0.3
+    head_hidden: int = 512
+    dagger_at: tuple[int, ...] = (1000, 1500, 2000, 2500)
+    dagger_episodes: int = 300
+    expert_mix: tuple[float, ...] = (0.3, 0.1)
+    eval_every: int = 100
+    select_episodes: int = 60  # closed-loop checkpoint selection (validation seeds)
+    # the KV arm: as many DAgger rounds, its own rollouts, the same selection
+    kv_iterations: int = 1500
+    kv_dagger_at: tuple[int, ...] = (500, 1000)
+    max_steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.demo_episodes <= 0 or self.iterations <= 0 or self.max_steps <= 0:
+            raise ValueError("demo_episodes, iterations and max_steps must be positive")
+        if any(not 0 < it < self.iterations for it in self.dagger_at):
+            raise ValueError("dagger_at iterations must lie inside the run")
+        if not 0 < self.budget <= 1:
+            raise ValueError("budget must lie in (0, 1] writes/step")
+
+
+def base_data(backbone: MiniBackbone, recipe: DaggerRecipe, seeds: Seeds) -> EpisodeSource:
+    """Expert-driven demonstrations + base-policy-driven episodes, expert labels: no trained
+    memory shapes any of it."""
+    rng = random.Random(recipe.seed)
+    envs = recipe.env_ids
+    eps = collect_episodes(
+        backbone, envs, seeds.take(recipe.demo_episodes), expert_driver(0.0, rng), recipe.max_steps
+    )
+    if recipe.base_episodes:
+        driver = agent_driver(Agent(backbone), 0.0, rng)
+        eps += collect_episodes(
+            backbone, envs, seeds.take(recipe.base_episodes), driver, recipe.max_steps
+        )
+    return EpisodeSource(eps)
+
+
+def closed_loop(
+    backbone: MiniBackbone,
+    runtime: Any,
+    env_ids: Sequence[str],
+    seeds: Sequence[int],
+    max_steps: int = 100,
+) -> dict[str, float]:
+    """Success and writes per episode of ``runtime`` driving the backbone, reset per episode."""
+    envs = {e: make_env(e) for e in env_ids}
+    agent = Agent(backbone, runtime)
+    outs = [
+        run_agent_episode(envs[env_ids[i % len(env_ids)]], agent, s, max_steps)
+        for i, s in enumerate(seeds)
+    ]
+    steps = sum(o.steps for o in outs)
+    return {
+        "score": sum(o.success for o in outs) / len(outs),
+        "writes_per_episode": sum(o.writes for o in outs) / len(outs),
+        "write_rate": sum(o.writes for o in outs) / max(1, steps),
+    }
+
+
+def closed_loop_selector(
+    backbone: MiniBackbone, runtime_of: Callable[[nn.Module], Any], recipe: DaggerRecipe
+) -> Callable[[nn.Module], dict[str, float]]:
+    """Checkpoint criterion: closed-loop success on validation seeds (< 1,000,000)."""
+    seeds = list(range(VAL_SEED0, VAL_SEED0 + recipe.select_episodes))
+
+    def select(model: nn.Module) -> dict[str, float]:
+        was = model.training
+        model.eval()
+        result = closed_loop(backbone, runtime_of(model), recipe.env_ids, seeds, recipe.max_steps)
+        model.train(was)
+        return result
+
+    return select
+
+
+def dagger_rounds(
+    backbone: MiniBackbone,
+    source: EpisodeSource,
+    at: Sequence[int],
+    recipe: DaggerRecipe,
+    seeds: Seeds,
+    runtime_of: Callable[[nn.Module], Any],
+    log: list[dict[str, Any]],
+):
+    """A trainer callback: after iteration ``at[r]`` the current model drives
+    ``dagger_episodes`` episodes (expert executed with ``expert_mix[r]``), relabelled with
+    the expert's actions and added to ``source``. Same optimizer, same controller."""
+    rng = random.Random(recipe.seed)
+
+    def callback(event: str, trainer: Trainer, info: dict[str, Any]) -> None:
+        if event != "iteration" or info["it"] + 1 not in at:
+            return
+        r = list(at).index(info["it"] + 1)
+        mix = recipe.expert_mix[r] if r < len(recipe.expert_mix) else 0.0
+        model = trainer.model
+        model.eval()
+        t0 = time.perf_counter()
+        driver = agent_driver(Agent(backbone, runtime_of(model)), mix, rng)
+        eps = collect_episodes(
+            backbone, recipe.env_ids, seeds.take(recipe.dagger_episodes), driver, recipe.max_steps
+        )
+        source.add(eps)
+        model.train()
+        entry = {
+            "it": info["it"],
+            "round": r,
+            "expert_mix": mix,
+            "rollout_success": sum(e.success for e in eps) / len(eps),
+            "data_episodes": len(source),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        log.append(entry)
+        print(f"  dagger: {entry}", flush=True)
+
+    return callback
+
+
+def aura_runtime(layer: nn.Module) -> AuraRuntime:
+    return AuraRuntime(layer, gate="learned", fused=False)
+
+
+def new_layer(backbone: MiniBackbone, recipe: DaggerRecipe) -> AuraLayer:
+    config = AuraConfig.for_backbone(
+        backbone,
+        target_write_rate=recipe.budget,
+        beta_init=recipe.beta_init,
+        head_hidden=recipe.head_hidden,
+        gate_init_bias=-2.0,  # the gate starts closed: writes are added where they pay
+    )
+    return init_aura(config, seed=recipe.seed)
+
+
+def _summary(res: TrainResult, log: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "seconds": round(res.seconds, 1),
+        "best_iteration": res.best_it,
+        "improved": res.improved,
+        "stopped_early": res.stopped_early,
+        "price": res.price,
+        "start_validation": res.start_val,
+        "best_validation": res.best_val,
+        "dagger": log,
+        "validations": res.validations,
+    }
+
+
+def train_aura_dagger(
+    backbone: MiniBackbone, recipe: DaggerRecipe | None = None
+) -> tuple[AuraLayer, dict[str, Any], EpisodeSource]:
+    """-> trained layer, training record, the aggregated data (reused by the KV arm)."""
+    recipe = recipe or DaggerRecipe()
+    torch.manual_seed(recipe.seed)
+    seeds = Seeds(TRAIN_SEED0 + 100_000 * recipe.seed)
+    source = base_data(backbone, recipe, seeds)
+    layer = new_layer(backbone, recipe)
+    log: list[dict[str, Any]] = []
+    config = TrainerConfig(
+        iterations=recipe.iterations,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        lr_final=recipe.lr_final,
+        budget=recipe.budget,
+        warmup=recipe.warmup,
+        eval_every=recipe.eval_every,
+        seed=recipe.seed,
+    )
+    objective = CounterfactualGate(
+        horizon=recipe.horizon,
+        dense_fraction=recipe.dense_fraction,
+        explore_rows=recipe.explore_rows,
+        explore_rate=recipe.explore_rate,
+    )
+    dagger = dagger_rounds(backbone, source, recipe.dagger_at, recipe, seeds, aura_runtime, log)
+    selector = closed_loop_selector(backbone, aura_runtime, recipe)
+    trainer = Trainer(
+        layer, source.sample, objective, config, None, [print_progress(50), dagger], selector
+    )
+    res = trainer.train()
+    record = {"recipe": asdict(recipe), **_summary(res, log), "data_episodes": len(source)}
+    return layer.eval(), record, source
+
+
+def train_kv_dagger(
+    backbone: MiniBackbone, source: EpisodeSource, recipe: DaggerRecipe | None = None
+) -> tuple[KVMemory, dict[str, Any]]:
+    """The always-write KV-cache arm by the same trainer on the same data (+ its own DAgger)."""
+    recipe = recipe or DaggerRecipe()
+    torch.manual_seed(recipe.seed + 1)
+    kv_config = KVConfig(  # the same residual head as AURA's
+        d_model=backbone.d_model, action_dim=backbone.action_dim, head_hidden=recipe.head_hidden
+    )
+    model = KVMemory(kv_config)
+    seeds = Seeds(TRAIN_SEED0 + 100_000 * recipe.seed + 50_000)
+    log: list[dict[str, Any]] = []
+    config = TrainerConfig(
+        iterations=recipe.kv_iterations,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        lr_final=recipe.lr_final,
+        eval_every=recipe.eval_every,
+        seed=recipe.seed + 1,
+    )
+    dagger = dagger_rounds(backbone, source, recipe.kv_dagger_at, recipe, seeds, KVRuntime, log)
+    selector = closed_loop_selector(backbone, KVRuntime, recipe)
+    trainer = Trainer(
+        model,
+        source.sample,
+        FixedGate("always"),
+        config,
+        None,
+        [print_progress(100), dagger],
+        selector,
+    )
+    res = trainer.train()
+    return model.eval(), {"recipe": asdict(recipe), **_summary(res, log)}
