@@ -251,12 +251,7 @@ def run_panel(
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.sim.env import make_env
 
-    check_eval_seed(seed_offset)
-    unknown = sorted(set(arms) - set(ARMS))
-    if unknown:
-        raise ValueError(f"unknown arms {unknown}; known: {list(ARMS)}")
-    if episodes <= 0 or max_steps <= 0:
-        raise ValueError("episodes and max_steps must be positive")
+    check_panel_args(seed_offset, arms, episodes, max_steps)
     torch.set_num_threads(1)
     models = Models.resolve(model_dir, aura_checkpoint, kv_checkpoint)
     envs = stream_envs(env_id)
@@ -298,6 +293,22 @@ def run_panel(
     )
 
 
+def episode_records(outcomes: list[Any], envs: list[str], with_env: bool) -> list[dict[str, Any]]:
+    """One JSON row per episode (``Panel.per_episode``), in episode order."""
+    return [
+        {
+            **({"env": env} if with_env else {}),
+            "seed": o.seed,
+            "success": o.success,
+            "steps": o.steps,
+            "writes": o.writes,
+            "cue_first_seen": o.cue_first_seen,
+            "write_steps": o.write_steps,
+        }
+        for o, env in zip(outcomes, envs, strict=True)
+    ]
+
+
 @dataclass
 class _ArmRun:
     arm: ArmResult
@@ -305,18 +316,7 @@ class _ArmRun:
     envs: list[str]
 
     def records(self, with_env: bool) -> list[dict[str, Any]]:
-        return [
-            {
-                **({"env": env} if with_env else {}),
-                "seed": o.seed,
-                "success": o.success,
-                "steps": o.steps,
-                "writes": o.writes,
-                "cue_first_seen": o.cue_first_seen,
-                "write_steps": o.write_steps,
-            }
-            for o, env in zip(self.outcomes, self.envs, strict=True)
-        ]
+        return episode_records(self.outcomes, self.envs, with_env)
 
 
 @dataclass
@@ -362,9 +362,9 @@ class _Stream:
         final_bytes = 0 if runtime is None else int(runtime.state_nbytes)
         end_ms = _memory_step_ms(runtime, self.backbone, self._probe())
         envs = [e for e, _ in self.episodes]
-        return _ArmRun(
-            _summarise(outs, envs, final_bytes, start_ms, end_ms, agent.resets), outs, envs
-        )
+        rows = episode_records(outs, envs, with_env=True)
+        arm = summarise_rows(rows, final_bytes, start_ms, end_ms, agent.resets)
+        return _ArmRun(arm, outs, envs)
 
     def _probe(self) -> Any:
         """An observation to time memory steps on (the first episode's first frame)."""
@@ -390,25 +390,27 @@ def _memory_step_ms(runtime: Any, backbone: Any, obs: Any) -> float | None:
     return round(1e3 * statistics.median(times), 4)
 
 
-def _summarise(
-    outs: list[Any],
-    envs: list[str],
-    final_bytes: int,
-    start_ms: float | None,
-    end_ms: float | None,
-    resets: int,
+def summarise_rows(
+    rows: list[dict[str, Any]],
+    final_bytes: int | None = None,
+    start_ms: float | None = None,
+    end_ms: float | None = None,
+    resets: int | None = None,
 ) -> ArmResult:
-    n = len(outs)
-    n_succ = sum(o.success for o in outs)
-    steps = sum(o.steps for o in outs)
-    writes = sum(o.writes for o in outs)
+    """An arm's figures from its per-episode records in episode order (``_ArmRun.records``);
+    the arguments are what records do not hold: the memory after the last episode, the
+    memory-step timings and the agent's reset count. The Ray merge calls it over all shards."""
+    n = len(rows)
+    n_succ = sum(bool(r["success"]) for r in rows)
+    steps = sum(int(r["steps"]) for r in rows)
+    writes = sum(int(r["writes"]) for r in rows)
     q = max(1, n // 4)
-    first = sum(o.success for o in outs[:q])
-    last = sum(o.success for o in outs[-q:])
+    first = sum(bool(r["success"]) for r in rows[:q])
+    last = sum(bool(r["success"]) for r in rows[-q:])
     by_env: dict[str, list[int]] = {}
-    for o, env in zip(outs, envs, strict=True):
-        tally = by_env.setdefault(env, [0, 0])
-        tally[0] += int(o.success)
+    for r in rows:
+        tally = by_env.setdefault(r.get("env", ""), [0, 0])
+        tally[0] += int(bool(r["success"]))
         tally[1] += 1
     return ArmResult(
         success=n_succ / n,
@@ -425,9 +427,21 @@ def _summarise(
         memory_step_ms_start=start_ms,
         memory_step_ms_end=end_ms,
         resets=resets,
-        cue_seen=sum(o.cue_first_seen is not None for o in outs) / n,
+        cue_seen=sum(r.get("cue_first_seen") is not None for r in rows) / n,
         success_by_env=by_env if len(by_env) > 1 else None,
     )
+
+
+def check_panel_args(
+    seed_offset: int, arms: tuple[str, ...], episodes: int, max_steps: int
+) -> None:
+    """Refuse training seeds, unknown arms and empty panels (single-process and Ray alike)."""
+    check_eval_seed(seed_offset)
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; known: {list(ARMS)}")
+    if episodes <= 0 or max_steps <= 0:
+        raise ValueError("episodes and max_steps must be positive")
 
 
 def run(args: argparse.Namespace) -> int:

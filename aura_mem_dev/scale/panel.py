@@ -115,41 +115,20 @@ def _run_shard(
 
 
 def arm_result(rows: list[dict[str, Any]], parts: list[Any] | None = None) -> Any:
-    """An arm's figures from its per-episode rows in seed order (run_panel's formulas, over all
-    seeds). ``parts``: the shards' own ArmResults in seed order, for what rows do not hold
-    (state bytes and memory-step timings after the last episode, the agent's reset count)."""
-    from aura_mem_dev.bench.closed_loop import ArmResult, wilson_interval
+    """An arm's figures from its per-episode rows in seed order, over all seeds
+    (``summarise_rows``, as one process computes them). ``parts``: the shards' own ArmResults
+    in seed order, for what rows do not hold (state bytes and memory-step timings after the
+    last episode, the agent's reset count)."""
+    from aura_mem_dev.bench.closed_loop import summarise_rows
 
-    n = len(rows)
-    n_succ = sum(bool(r["success"]) for r in rows)
-    steps = sum(int(r["steps"]) for r in rows)
-    writes = sum(int(r["writes"]) for r in rows)
-    q = max(1, n // 4)
-    first = sum(bool(r["success"]) for r in rows[:q])
-    last = sum(bool(r["success"]) for r in rows[-q:])
-    by_env: dict[str, list[int]] = {}
-    for r in rows:
-        tally = by_env.setdefault(r.get("env", ""), [0, 0])
-        tally[0] += int(bool(r["success"]))
-        tally[1] += 1
-    parts = parts or []
-    return ArmResult(
-        success=n_succ / n,
-        ci95=wilson_interval(n_succ, n),
-        writes_per_episode=writes / n,
-        steps_per_episode=steps / n,
-        writes_per_step=writes / max(1, steps),
-        successes=n_succ,
-        first_quarter_success=first / q,
-        first_quarter_ci95=wilson_interval(first, q),
-        last_quarter_success=last / q,
-        last_quarter_ci95=wilson_interval(last, q),
-        final_state_bytes=parts[-1].final_state_bytes if parts else None,
-        memory_step_ms_start=parts[0].memory_step_ms_start if parts else None,
-        memory_step_ms_end=parts[-1].memory_step_ms_end if parts else None,
-        resets=sum(p.resets or 0 for p in parts) if parts else None,
-        cue_seen=sum(r.get("cue_first_seen") is not None for r in rows) / n,
-        success_by_env=by_env if len(by_env) > 1 else None,
+    if not parts:
+        return summarise_rows(rows)
+    return summarise_rows(
+        rows,
+        final_bytes=parts[-1].final_state_bytes,
+        start_ms=parts[0].memory_step_ms_start,
+        end_ms=parts[-1].memory_step_ms_end,
+        resets=sum(p.resets or 0 for p in parts),
     )
 
 
@@ -167,16 +146,10 @@ def run_panel_on_ray(
     panel_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """The ``Panel`` that ``run_panel`` returns for the same arguments, computed on Ray."""
-    from aura_mem_dev.bench.closed_loop import ARMS, Panel
-    from aura_mem_dev.training.seeds import check_eval_seed
+    from aura_mem_dev.bench.closed_loop import Panel, check_panel_args
     from aura_mem_ros.retrain.cluster import cluster_slots, ray_session
 
-    check_eval_seed(seed_offset)
-    unknown = sorted(set(arms) - set(ARMS))
-    if unknown:
-        raise ValueError(f"unknown arms {unknown}; known: {list(ARMS)}")
-    if episodes <= 0 or max_steps <= 0:
-        raise ValueError("episodes and max_steps must be positive")
+    check_panel_args(seed_offset, arms, episodes, max_steps)
     panel_kwargs = dict(panel_kwargs or {})
     with ray_session(address) as ray:
         _, cpus = cluster_slots()
