@@ -9,6 +9,8 @@
    roll out the gated policy, relabel, aggregate, retrain; the gate's threshold calibrated
    in closed loop to the write budget on validation seeds (calibrate.py)  -> OUT/aura/
 4. the always-write KV arm on the same data plus one round of its own rollouts -> OUT/kv/
+5. the AURA gate refitted by the counterfactual objective (gate only, exact write benefit),
+   threshold re-calibrated (counterfactual.py)                        -> OUT/aura/
 and OUT/train_report.json (timings, probes, per-round closed-loop rates).
 """
 
@@ -215,10 +217,12 @@ class Recipe:
 
     backbone: object = None  # BCConfig
     memory: ArmTrainConfig = field(default_factory=ArmTrainConfig)
+    gate: object = None  # counterfactual.CounterfactualGateConfig; None = its defaults
 
 
 def quick_recipe() -> Recipe:
     from aura_mem_dev.arm.bc import BCConfig
+    from aura_mem_dev.arm.counterfactual import CounterfactualGateConfig
     from aura_mem_dev.arm.memory import MemoryTrainConfig
 
     return Recipe(
@@ -242,6 +246,15 @@ def quick_recipe() -> Recipe:
             calibration_iterations=2,
             memory=MemoryTrainConfig(iterations=4, explore_iterations=4, batch_size=4),
         ),
+        gate=CounterfactualGateConfig(
+            iterations=2,
+            batch_size=4,
+            demo_episodes=2,
+            base_episodes=2,
+            rollout_episodes=2,
+            validation_episodes=2,
+            calibration_iterations=2,
+        ),
     )
 
 
@@ -259,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the machine is shared; one thread is also reproducible
     from aura_mem_dev.arm.bc import BCConfig, train_backbone
+    from aura_mem_dev.arm.counterfactual import (
+        CounterfactualGateConfig,
+        refit_gate,
+        update_report,
+    )
 
     recipe = quick_recipe() if args.quick else Recipe(backbone=BCConfig())
     out: Path = args.out
@@ -270,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     train_memory_layers(out, recipe.memory, report)
     report["total_seconds"] = round(time.time() - t0, 1)
     (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    # the straight-through gate's probabilities hug its threshold; refit the gate alone
+    gate_cfg = recipe.gate if recipe.gate is not None else CounterfactualGateConfig()
+    update_report(out, refit_gate(out, gate_cfg))
+    report = json.loads((out / "train_report.json").read_text())
     print(f"trained in {report['total_seconds']} s -> {out}")
     return 0
 

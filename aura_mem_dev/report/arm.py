@@ -40,7 +40,9 @@ def training_seconds(train: dict | None, backbone_meta: dict | None) -> tuple[fl
     if not train:
         return None, "no train_report.json beside the weights"
     memory = float(train["total_seconds"])
-    parts = [f"the memory layers ({memory:.0f} s, `train_report.json`)"]
+    refit = (train.get("counterfactual_gate") or {}).get("seconds")
+    gate = "" if refit is None else f", of which the counterfactual gate refit {refit:.0f} s"
+    parts = [f"the memory layers ({memory:.0f} s{gate}, `train_report.json`)"]
     total = memory
     calibration = train.get("threshold_calibration") or {}
     if calibration.get("after_training") and "seconds" in calibration:
