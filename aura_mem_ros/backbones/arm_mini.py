@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from aura_mem_ros.backbones.base import Backbone, BackboneError, BackboneOutput, Observation
-from aura_mem_ros.backbones.mini import tokenize
+from aura_mem_ros.backbones.mini import InstructionTokens, square_rgb
 from aura_mem_ros.backbones.registry import register_backbone
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "arm_mini"
@@ -209,29 +209,7 @@ class ArmMiniBackbone(Backbone):
         self.chunk_size = self.cfg.chunk_size
         self.action_dim = self.cfg.action_dim
         self.proprio_dim = self.cfg.proprio_dim
-        self._token_cache: dict[str, torch.Tensor] = {}
-
-    def _tokens(self, instruction: str) -> torch.Tensor:
-        cached = self._token_cache.get(instruction)
-        if cached is None:
-            cached = torch.tensor([tokenize(instruction, self.cfg)], dtype=torch.long)
-            self._token_cache = {instruction: cached}  # instructions rarely change
-        return cached
-
-    def _image(self, obs: Observation) -> np.ndarray:
-        if len(obs.images) < 1:
-            raise BackboneError("arm_mini needs one RGB image")
-        image = obs.images[0]
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise BackboneError(
-                f"arm_mini needs an RGB uint8 HxWx3 image, got {image.shape} {image.dtype}"
-            )
-        size = self.cfg.image_size
-        if image.shape[:2] != (size, size):
-            import cv2  # only for foreign camera sizes; the simulator renders at image_size
-
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        return image
+        self._tokens = InstructionTokens(self.cfg)
 
     def _proprio(self, obs: Observation) -> np.ndarray:
         if obs.proprio is None:
@@ -246,7 +224,7 @@ class ArmMiniBackbone(Backbone):
         return proprio
 
     def step(self, obs: Observation) -> BackboneOutput:
-        image = self._image(obs)
+        image = square_rgb(obs, self.cfg.image_size, "arm_mini")
         proprio = self._proprio(obs)
         with torch.no_grad():
             feats, chunk = self.net(

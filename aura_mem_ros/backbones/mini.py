@@ -130,6 +130,38 @@ def load_mini(model_dir: str | Path | None = None) -> tuple[MiniPolicyNet, MiniC
     return net, cfg, model_id
 
 
+class InstructionTokens:
+    """The token tensor of the last instruction seen (instructions rarely change)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg  # anything with tokenize's fields (max_tokens, vocab)
+        self._text: str | None = None
+        self._tokens = torch.zeros(0)
+
+    def __call__(self, instruction: str) -> torch.Tensor:
+        if instruction != self._text:
+            self._tokens = torch.tensor([tokenize(instruction, self.cfg)], dtype=torch.long)
+            self._text = instruction
+        return self._tokens
+
+
+def square_rgb(obs: Observation, size: int, name: str) -> np.ndarray:
+    """The observation's first image as RGB uint8 size x size (resized only for a foreign
+    camera size; the simulators render at ``size``). Refuses anything else, naming ``name``."""
+    if len(obs.images) < 1:
+        raise BackboneError(f"{name} needs one RGB image")
+    image = obs.images[0]
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise BackboneError(
+            f"{name} needs an RGB uint8 HxWx3 image, got {image.shape} {image.dtype}"
+        )
+    if image.shape[:2] != (size, size):
+        import cv2  # only for foreign camera sizes
+
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return image
+
+
 @register_backbone("mini")
 class MiniBackbone(Backbone):
     """The frozen embedded policy; stateless (all memory lives in AURA-Mem)."""
@@ -145,32 +177,10 @@ class MiniBackbone(Backbone):
         self.net, self.cfg, self._model_id = load_mini(model_dir)
         self.d_model = self.cfg.d_model
         self.action_dim = self.cfg.num_actions
-        self._token_cache: dict[str, torch.Tensor] = {}
-
-    def _tokens(self, instruction: str) -> torch.Tensor:
-        cached = self._token_cache.get(instruction)
-        if cached is None:
-            cached = torch.tensor([tokenize(instruction, self.cfg)], dtype=torch.long)
-            self._token_cache = {instruction: cached}  # instructions rarely change
-        return cached
-
-    def _image(self, obs: Observation) -> np.ndarray:
-        if len(obs.images) < 1:
-            raise BackboneError("mini needs one RGB image")
-        image = obs.images[0]
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise BackboneError(
-                f"mini needs an RGB uint8 HxWx3 image, got {image.shape} {image.dtype}"
-            )
-        size = self.cfg.image_size
-        if image.shape[:2] != (size, size):
-            import cv2  # only for foreign camera sizes; the simulator sends 56x56
-
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        return image
+        self._tokens = InstructionTokens(self.cfg)
 
     def step(self, obs: Observation) -> BackboneOutput:
-        image = self._image(obs)
+        image = square_rgb(obs, self.cfg.image_size, "mini")
         if obs.proprio is None or np.asarray(obs.proprio).size < 1:
             raise BackboneError("mini needs proprio = [heading_rad]")
         heading_rad = float(np.asarray(obs.proprio, dtype=np.float32).reshape(-1)[0])

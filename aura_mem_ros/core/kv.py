@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from aura_mem_ros.core.aura import ResidualHead, SequenceOutput, StepOutput
 from aura_mem_ros.core.memory import unit
-from aura_mem_ros.core.runtime import RuntimeStep
+from aura_mem_ros.core.runtime import RuntimeStep, checked_step_inputs
 from aura_mem_ros.validation import from_dict, require_positive_ints
 
 WEIGHTS_FILE = "kv.safetensors"
@@ -176,17 +176,7 @@ class KVRuntime:
 
     def select_action(self, features: np.ndarray, base_action: np.ndarray) -> RuntimeStep:
         c = self.config
-        features = np.ascontiguousarray(features, dtype=np.float32)
-        base_action = np.ascontiguousarray(base_action, dtype=np.float32)
-        if features.shape != (c.d_model,):
-            raise ValueError(f"features must have shape ({c.d_model},), got {features.shape}")
-        if base_action.shape != (c.chunk_size, c.action_dim):
-            raise ValueError(
-                f"base_action must have shape ({c.chunk_size}, {c.action_dim}), "
-                f"got {base_action.shape}"
-            )
-        if not (np.isfinite(features).all() and np.isfinite(base_action).all()):
-            raise ValueError("features and base_action must be finite")
+        features, base_action = checked_step_inputs(features, base_action, c)
         with torch.no_grad():
             out = self.model.step(
                 torch.from_numpy(features)[None], torch.from_numpy(base_action)[None], self._state

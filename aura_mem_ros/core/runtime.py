@@ -12,7 +12,7 @@ per step only the action chunk, the write flag and its probability come back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,6 +24,23 @@ from aura_mem_ros.core.gates import FUSED_GATES, GATES, get_gate
 
 # Gates that need labels (the oracle) make no sense on a robot.
 RUNTIME_GATES: tuple[str, ...] = tuple(name for name, g in GATES.items() if not g.needs_writes)
+
+
+def checked_step_inputs(features: Any, base_action: Any, c: Any) -> tuple[np.ndarray, np.ndarray]:
+    """One step's inputs as contiguous float32 arrays of the configured shapes ``(d_model,)``
+    and ``(chunk_size, action_dim)``; ValueError on a wrong shape or NaN/inf (every memory
+    runtime checks the same way before it touches its state)."""
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    base_action = np.ascontiguousarray(base_action, dtype=np.float32)
+    if features.shape != (c.d_model,):
+        raise ValueError(f"features must have shape ({c.d_model},), got {features.shape}")
+    if base_action.shape != (c.chunk_size, c.action_dim):
+        raise ValueError(
+            f"base_action must have shape ({c.chunk_size}, {c.action_dim}), got {base_action.shape}"
+        )
+    if not (np.isfinite(features).all() and np.isfinite(base_action).all()):
+        raise ValueError("features and base_action must be finite")
+    return features, base_action
 
 
 @dataclass(frozen=True)
@@ -123,17 +140,7 @@ class AuraRuntime:
         if isinstance(features, torch.Tensor) or self.device.type != "cpu":
             return self._device_step(features, base_action)
         c = self.config
-        features = np.ascontiguousarray(features, dtype=np.float32)
-        base_action = np.ascontiguousarray(base_action, dtype=np.float32)
-        if features.shape != (c.d_model,):
-            raise ValueError(f"features must have shape ({c.d_model},), got {features.shape}")
-        if base_action.shape != (c.chunk_size, c.action_dim):
-            raise ValueError(
-                f"base_action must have shape ({c.chunk_size}, {c.action_dim}), "
-                f"got {base_action.shape}"
-            )
-        if not (np.isfinite(features).all() and np.isfinite(base_action).all()):
-            raise ValueError("features and base_action must be finite")
+        features, base_action = checked_step_inputs(features, base_action, c)
         if self._fused is not None:
             threshold = c.threshold if self.threshold is None else self.threshold
             action, wrote, prob = self._fused(
