@@ -78,3 +78,13 @@ def test_never_reset_report_runs_end_to_end(tmp_path) -> None:
         resume=True,
     )
     assert resumed.to_dict()["panels"] == run.to_dict()["panels"]
+
+
+def test_the_spawn_frame_comes_back_after_the_cue_was_seen() -> None:
+    """The premise of issue 12's analysis (aura-mem-bench spawn-recurrence): the expert's
+    look-back returns to the spawn pose, so an observation alone cannot say 'cue already seen'."""
+    from aura_mem_dev.bench.spawn_recurrence import count_recurrences
+
+    row = count_recurrences("MiniGrid-MemoryS7-v0", episodes=10, seed_offset=123)
+    assert row["spawn_pose_recurs_after_cue"] >= 0.5
+    assert row["spawn_frame_recurs_after_cue"] == row["spawn_pose_recurs_after_cue"]

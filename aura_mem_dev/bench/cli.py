@@ -35,6 +35,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "aura_mem_dev.bench.serving_latency",
         "the node end to end with joint states at camera rate",
     ),
+    "spawn-recurrence": (
+        "aura_mem_dev.bench.spawn_recurrence",
+        "why one write per episode cannot run MiniGrid-Memory never-reset (issue 12)",
+    ),
     "train-sweep": ("aura_mem_dev.scale.train_sweep", "aura-mem-train over budgets x seeds (Ray)"),
 }
 
