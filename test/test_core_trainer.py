@@ -165,3 +165,46 @@ def test_price_rises_over_budget_and_never_falls_below_its_floor() -> None:
         price.update(0.0)
     assert price.price == pytest.approx(0.05)
     assert PriceController(None, 0.05, 0.1).update(1.0) == 0.05  # no budget: the floor
+
+
+def _copy_batch_with_base(n: int, g: torch.Generator) -> SequenceBatch:
+    """The copy task with a memoryless 'backbone' that always says class 0: right on the
+    steps whose class is 0, wrong on the others (the steps a memory would have to fix)."""
+    batch = _copy_batch(n, g)
+    base = torch.zeros(n, 4, 1, 8)
+    base[..., 0] = 4.0
+    return SequenceBatch(batch.features, base, batch.targets, batch.mask)
+
+
+def test_memory_accuracy_counts_only_the_steps_the_backbone_gets_wrong() -> None:
+    layer = _copy_layer()  # fresh: its residual is zero, it acts exactly as the backbone
+    val = [_copy_batch_with_base(256, torch.Generator().manual_seed(3))]
+    m = validate(layer, val, "never", None)
+    share_zero = float((val[0].targets == 0).float().mean())
+    assert m["accuracy"] == pytest.approx(share_zero)  # right exactly where the base is
+    assert m["memory_accuracy"] == 0.0  # and never where the base is wrong
+
+    # a layer that overrides the backbone EVERYWHERE (here: always says class 1) is right
+    # on the class-1 steps only: every other override counts against it
+    biased = _copy_layer()
+    with torch.no_grad():
+        biased.head.out.bias.copy_(torch.tensor([0.0, 9.0, 0, 0, 0, 0, 0, 0]))
+    mb = validate(biased, val, "never", None)
+    share_one = float((val[0].targets == 1).float().mean())
+    assert mb["memory_accuracy"] == pytest.approx(share_one)
+
+    config = TrainerConfig(
+        iterations=80, batch_size=32, lr=3e-2, eval_every=20, criterion="memory_accuracy"
+    )
+    source = lambda n, g: _copy_batch_with_base(n, g)  # noqa: E731
+    res = Trainer(layer, source, FixedGate("never"), config, val).train()
+    assert res.improved
+    assert res.best_val["memory_accuracy"] > 0.9
+    assert res.best_val["criterion"] == pytest.approx(
+        1 - res.best_val["memory_accuracy"] + 1e-3 * res.best_val["loss"]
+    )
+
+
+def test_an_unknown_criterion_is_refused() -> None:
+    with pytest.raises(ValueError, match="criterion"):
+        TrainerConfig(criterion="success")

@@ -105,6 +105,7 @@ __all__ = [
 
 # source(batch_size, generator) -> one training batch
 Source = Callable[[int, torch.Generator], SequenceBatch]
+CRITERIA = ("loss", "accuracy", "memory_accuracy")
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,11 @@ class TrainerConfig:
     # validation / early stopping
     eval_every: int = 50
     patience: int | None = None  # evaluations without improvement before stopping
+    # what validation minimises: "loss" (held-out action loss), "accuracy" (discrete: 1 -
+    # per-step accuracy) or "memory_accuracy" (discrete: 1 - accuracy on the held-out steps
+    # memory decides, see ``validate``; ties broken by the loss). A selector, where given,
+    # overrides it.
+    criterion: str = "loss"
     rate_slack: float = 1.25  # a checkpoint writing > budget x slack is not eligible
     # nothing beat the start on validation: restore the start weights (False: keep the best
     # eligible checkpoint, else the last weights; ``improved`` is False either way)
@@ -143,6 +149,8 @@ class TrainerConfig:
             raise ValueError("warmup >= 0 and eval_every > 0 required")
         if self.patience is not None and self.patience < 1:
             raise ValueError("patience must be >= 1 evaluations (or None)")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
 
 
 class PriceController:
@@ -169,10 +177,15 @@ def validate(
     model: SequenceModel, batches: Sequence[SequenceBatch], gate: str, threshold: float | None
 ) -> dict[str, float]:
     """Inference rollout (the gate decides) on fixed held-out batches: mean action loss,
-    write rate, and accuracy (discrete) or L1 (continuous) per step."""
+    write rate, and accuracy (discrete) or L1 (continuous) per step. Discrete also:
+    ``memory_accuracy``, the accuracy on the steps memory decides: those whose label the
+    memoryless backbone's own action misses, plus those where the layer overrode the
+    backbone (labels only; an override that is wrong counts against it, so flipping every
+    fork does not score; NaN when there are none)."""
     was = model.training
     model.eval()
     loss = writes = steps = score = 0.0
+    hard_steps = hard_ok = 0.0
     for batch in batches:
         out = model.forward_sequence(
             batch.features,
@@ -189,11 +202,42 @@ def validate(
         if is_discrete(batch):
             ok = (out.actions[:, :, 0].argmax(-1) == batch.targets).to(mask.dtype)
             score += float((ok * mask).sum())
+            # the steps memory decides: the backbone alone is wrong, or the layer overrode it
+            base = batch.base_actions[:, :, 0].argmax(-1)
+            decided = (base != batch.targets) | (out.actions[:, :, 0].argmax(-1) != base)
+            decided = decided.to(mask.dtype) * mask
+            hard_steps += float(decided.sum())
+            hard_ok += float((ok * decided).sum())
         else:
             score += float(((out.actions - batch.targets).abs().mean(dim=(-2, -1)) * mask).sum())
     model.train(was)
-    key = "accuracy" if is_discrete(batches[0]) else "l1"
-    return {"loss": loss / steps, "write_rate": writes / steps, key: score / steps}
+    metrics = {"loss": loss / steps, "write_rate": writes / steps}
+    if is_discrete(batches[0]):
+        metrics["accuracy"] = score / steps
+        metrics["memory_accuracy"] = hard_ok / hard_steps if hard_steps else math.nan
+    else:
+        metrics["l1"] = score / steps
+    return metrics
+
+
+def _beats(best: dict[str, float] | None, start: dict[str, float], criterion: str | bool) -> bool:
+    """Better than the start on the criterion and, for an accuracy criterion, not worse on
+    the held-out loss either (a layer that fixes the memory steps by breaking others is not
+    an improvement a robot user wants)."""
+    if best is None or best["criterion"] >= start["criterion"]:
+        return False
+    return criterion in (False, "loss") or best["loss"] <= start["loss"]
+
+
+def criterion_of(metrics: dict[str, float], criterion: str) -> float:
+    """Lower is better. Accuracy criteria are ties broken by the loss (1e-3 of it); one that
+    the metrics cannot give (continuous actions, no hard steps) falls back to the loss."""
+    if criterion == "loss":
+        return metrics["loss"]
+    value = metrics.get(criterion)
+    if value is None or math.isnan(value):
+        return metrics["loss"]
+    return 1.0 - value + 1e-3 * metrics["loss"]
 
 
 class Callback(Protocol):
@@ -294,7 +338,7 @@ class Trainer:
             metrics["criterion"] = -sel["score"] + 1e-3 * metrics.get("loss", 0.0)
             metrics.setdefault("write_rate", sel.get("write_rate", 0.0))
         else:
-            metrics["criterion"] = metrics["loss"]
+            metrics["criterion"] = criterion_of(metrics, self.config.criterion)
         metrics["threshold"] = threshold
         metrics["price"] = self.controller.price
         return metrics
@@ -390,7 +434,7 @@ class Trainer:
                 model.load_state_dict(best_state)
                 price = res.best_val["price"] if res.best_val else price
             assert res.start_val is not None
-            if res.best_val is None or res.best_val["criterion"] >= res.start_val["criterion"]:
+            if not _beats(res.best_val, res.start_val, self.selector is None and cfg.criterion):
                 res.improved = False
                 kept = "the best trained weights are kept anyway"
                 if cfg.restore_start:

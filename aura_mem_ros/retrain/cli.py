@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import random
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from aura_mem_ros.eval.extract import Topics
 from aura_mem_ros.retrain import features
 from aura_mem_ros.retrain.data import Episode, to_batch, windows
 from aura_mem_ros.retrain.features import TrainingData, load_training_data
+
+CRITERIA = ("memory_accuracy", "accuracy", "loss")  # core.train.CRITERIA, without importing torch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--episode-gap", type=float, default=2.0, help="seconds without frames that end an episode"
     )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-iterations", type=int, default=600)
+    p.add_argument("--max-iterations", type=int, default=3000)
     p.add_argument(
         "--warmup",
         type=int,
@@ -76,10 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--patience",
         type=int,
-        default=8,
-        help="validations without improvement (after the warm-up) before stopping",
+        default=40,
+        help="validations without improvement (after the warm-up) before stopping (the head "
+        "learns to read a delayed cue after a plateau of several hundred iterations: a short "
+        "patience stops on the plateau)",
+    )
+    p.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default="memory_accuracy",
+        help="what selects the checkpoint on held-out episodes: memory_accuracy = accuracy on "
+        "the steps memory decides (the memoryless backbone misses the label, or the layer "
+        "overrode it; discrete actions; falls back to the loss for continuous ones), "
+        "accuracy, or the action loss. A layer is saved only if "
+        "it beats its start on the criterion without a worse held-out loss",
     )
     p.add_argument("--lr", type=float, default=1e-2, help="cosine-decayed to lr/5")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="AdamW's decoupled weight decay (a few dozen episodes: a wide head memorises them)",
+    )
     p.add_argument(
         "--horizon",
         type=int,
@@ -138,8 +159,12 @@ def _batches(episodes: Sequence[Episode], discrete: bool, size: int = 64) -> lis
 
 
 def _rounded(metrics: dict[str, Any] | None) -> dict[str, float]:
-    keys = ("loss", "write_rate", "accuracy", "l1")
-    return {k: round(float(metrics[k]), 6) for k in keys if metrics and k in metrics}
+    keys = ("loss", "write_rate", "accuracy", "memory_accuracy", "l1")
+    return {
+        k: round(float(metrics[k]), 6)
+        for k in keys
+        if metrics and k in metrics and math.isfinite(metrics[k])
+    }
 
 
 def new_layer_config(backbone: Any, budget: float, head_hidden: int) -> Any:
@@ -198,10 +223,12 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
         batch_size=args.batch_size,
         lr=args.lr,
         lr_final=args.lr / 5,
+        weight_decay=args.weight_decay,
         budget=args.budget,
         warmup=warmup,
         eval_every=args.eval_every,
         patience=args.patience,
+        criterion=args.criterion,
         rate_slack=args.rate_slack,
         restore_start=not args.allow_worse,
         seed=args.seed,
@@ -222,6 +249,11 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
             "train_loss": round(losses[v["it"]], 6),
             "val_loss": round(v["metrics"]["loss"], 6),
             "val_write_rate": round(v["metrics"]["write_rate"], 6),
+            **{
+                f"val_{k}": round(v["metrics"][k], 6)
+                for k in ("accuracy", "memory_accuracy")
+                if math.isfinite(v["metrics"].get(k, math.nan))
+            },
             "price": round(v["metrics"]["price"], 6),
         }
         for v in result.validations
@@ -269,7 +301,9 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
             "horizon": args.horizon,
             "eval_every": args.eval_every,
             "patience": args.patience,
+            "criterion": args.criterion,
             "lr": args.lr,
+            "weight_decay": args.weight_decay,
             "batch_size": args.batch_size,
             "seed": args.seed,
             "init": args.init,
