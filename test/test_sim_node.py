@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from types import SimpleNamespace
 
+import pytest
 from aura_mem_ros.msg import AuraAction, EpisodeResult
 from rclpy.executors import SingleThreadedExecutor
 from ros_harness import spin_until
 from sensor_msgs.msg import Image, JointState
 
 from aura_mem_ros.ros import qos
-from aura_mem_ros.sim.node import MiniGridSimNode, SimParams
+from aura_mem_ros.sim.node import RANDOM_MOVES, MiniGridSimNode, SimParams
 
 
 def test_sim_runs_seeded_episodes_driven_by_its_expert_topic(
@@ -123,3 +127,77 @@ def test_sim_calls_the_reset_service_only_when_told_to(ros_context, make_node) -
         finally:
             executor.remove_node(sim)
             sim.destroy_node()
+
+
+def test_sim_params_validate_driver_and_explore() -> None:
+    assert SimParams().driver == "policy" and SimParams().explore == 0.0  # default unchanged
+    SimParams(driver="expert", explore=0.1)
+    for bad, match in (
+        ({"driver": "teleop"}, "driver must be one of"),
+        ({"driver": "expert", "explore": 1.5}, r"explore must be in \[0, 1\]"),
+        ({"driver": "expert", "explore": -0.1}, r"explore must be in \[0, 1\]"),
+        ({"driver": "policy", "explore": 0.1}, "requires driver 'expert'"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            SimParams(**bad)
+
+
+def _drive(ros_context, params: SimParams, answer: int) -> tuple[list[dict], list[dict]]:
+    """Run ``params.episodes`` episodes in process, answering every frame with ``answer``;
+    return the step infos and the episode results."""
+    sim = MiniGridSimNode(context=ros_context, defaults=params)
+    infos: list[dict] = []
+    sim._info_pub = SimpleNamespace(publish=lambda m: infos.append(json.loads(m.data)))
+    try:
+        sim._begin_episode()
+        while not sim.done:
+            msg = AuraAction(action=[0.0] * 7, chunk_size=1, action_dim=7)
+            msg.action[answer] = 1.0
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sim._pending_stamp
+            sim._on_action(msg)
+        return infos, sim.results
+    finally:
+        sim.destroy_node()
+
+
+def test_sim_driven_by_its_expert_ignores_the_policys_answer(ros_context) -> None:
+    """driver expert: the policy answers 'done' (6) on every frame, which would end nothing;
+    the simulator executes its expert's action instead, so every episode succeeds."""
+    params = SimParams(
+        env_id="MiniGrid-MemoryS7-v0",
+        episodes=3,
+        seed_offset=123,
+        reset_service="",
+        proprio_lead_s=0.0,
+        driver="expert",
+    )
+    infos, results = _drive(ros_context, params, answer=6)
+    assert [r["success"] for r in results] == [True] * 3
+    assert all(i["action"] == i["expert_action"] and i["policy_action"] == 6 for i in infos)
+    # The same answers with the policy driving: 'done' never ends an episode in MiniGrid-Memory.
+    policy = dataclasses.replace(params, driver="policy", episodes=1, max_steps=5)
+    infos, results = _drive(ros_context, policy, answer=6)
+    assert not results[0]["success"] and all(i["action"] == 6 for i in infos)
+
+
+def test_sim_explores_with_random_moves_seeded_per_episode(ros_context) -> None:
+    params = SimParams(
+        env_id="MiniGrid-MemoryS7-v0",
+        episodes=4,
+        seed_offset=500,
+        max_steps=30,
+        reset_service="",
+        proprio_lead_s=0.0,
+        driver="expert",
+        explore=0.5,
+    )
+    infos, _ = _drive(ros_context, params, answer=6)
+    off = [i for i in infos if i["action"] != i["expert_action"]]
+    assert off and len(off) < len(infos)  # some random moves, not only
+    assert {i["action"] for i in off} <= set(RANDOM_MOVES)
+    again, _ = _drive(ros_context, params, answer=6)
+    assert [i["action"] for i in again] == [i["action"] for i in infos]  # seeded
+    # explore 1: every executed action is a random move, whatever the expert says.
+    infos, _ = _drive(ros_context, dataclasses.replace(params, explore=1.0), answer=6)
+    assert {i["action"] for i in infos} <= set(RANDOM_MOVES)
+    assert any(i["action"] != i["expert_action"] for i in infos)

@@ -3,9 +3,11 @@ serve it in the closed loop -> docs/results/retrain.json + retrain.md.
 
 Per size N in ``--episodes`` (default 50 and 200): N expert-driven episodes (10% random moves,
 the labels stay the expert's: no trained memory shapes the data), half on S13 and half on S11,
-written as bags by ``aura_mem_dev/simbag.py`` (the topics ``minigrid_sim`` + ``aura-mem-record``
-record, serialised from the same .msg definitions, without DDS: the issue asks for the three
-processes over ROS, which this does not do yet); ``aura-mem-train`` on them from a fresh layer;
+recorded as bags by ``--bags-from``: ``ros`` (default) records them over ROS
+(``aura_mem_dev/rosbag_record.py``: ``minigrid_sim`` with its expert driving, the ``aura_mem``
+node serving the base policy with ``gate: never``, ``aura-mem-record``: three processes over
+DDS); ``simbag`` writes the same topics without DDS (``aura_mem_dev/simbag.py``, faster);
+``aura-mem-train`` on them from a fresh layer;
 then the closed-loop panel of the retrained layer (``aura`` arm) on ``--eval-episodes`` held-out
 seeds of S13, S11 and S17Random (never trained on), Wilson 95% intervals.
 
@@ -25,6 +27,14 @@ from pathlib import Path
 TRAIN_ENVS = ("MiniGrid-MemoryS13-v0", "MiniGrid-MemoryS11-v0")
 EVAL_ENVS = (*TRAIN_ENVS, "MiniGrid-MemoryS17Random-v0")
 BAG_SEED0 = 7  # simbag seeds seed * 100,000 + episode: 700,000+, below the evaluation base
+# How the bags are made (--bags-from), as the rendered page says it.
+BAG_SOURCES = {
+    "ros": "recorded over ROS (minigrid_sim with its expert driving, 10% random moves, the "
+    "aura_mem node serving the base policy with gate never, aura-mem-record: three processes "
+    "over DDS)",
+    "simbag": "expert-driven simulated episodes (10% random moves) written by simbag, the same "
+    "topics without DDS",
+}
 EVAL_OFFSET = 1_100_000  # held-out seeds, >= the evaluation base
 
 
@@ -34,19 +44,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iterations", type=int, default=3000)
     p.add_argument("--budget", type=float, default=0.1)
     p.add_argument("--work", type=Path, default=None, help="bags + layers (default: a tmp dir)")
+    p.add_argument(
+        "--bags-from",
+        choices=sorted(BAG_SOURCES),
+        default="ros",
+        help="ros: record the bags over ROS (three processes); simbag: write them without DDS",
+    )
     p.add_argument("--out", type=Path, default=Path("docs/results/retrain.json"))
 
 
-def retrain_and_serve(n: int, args: argparse.Namespace, work: Path) -> list[dict]:
-    from aura_mem_dev.bench.closed_loop import run_panel
+def record_bags(n: int, source: str, work: Path) -> list[str]:
+    """N episodes, half per training env; the same seeds, (BAG_SEED0 + i) * 100,000 + episode,
+    from either source."""
+    from aura_mem_dev.rosbag_record import record_bag_over_ros
     from aura_mem_dev.simbag import write_sim_bag
-    from aura_mem_ros.retrain.cli import main as train
 
     bags = []
     for i, env_id in enumerate(TRAIN_ENVS):
         bag = work / f"bag_{n}_{env_id}"
-        write_sim_bag(bag, episodes=n // 2, env_id=env_id, seed=BAG_SEED0 + i, max_steps=100)
+        seed = BAG_SEED0 + i
+        if source == "ros":
+            counts = record_bag_over_ros(
+                bag, env_id, n // 2, seed_offset=seed * 100_000, explore=0.1, max_steps=100
+            )
+            print(json.dumps({"recorded": counts}), flush=True)
+        else:
+            write_sim_bag(bag, episodes=n // 2, env_id=env_id, seed=seed, max_steps=100)
         bags.append(str(bag))
+    return bags
+
+
+def retrain_and_serve(n: int, args: argparse.Namespace, work: Path) -> list[dict]:
+    from aura_mem_dev.bench.closed_loop import run_panel
+    from aura_mem_ros.retrain.cli import main as train
+
+    bags = record_bags(n, args.bags_from, work)
     layer = work / f"aura_{n}"
     t0 = time.perf_counter()
     argv = ["--bags", *bags, "--backbone", "mini", "--out", str(layer), "--quiet"]
@@ -74,8 +106,9 @@ def render(result: dict) -> str:
     lines = [
         "# Retraining from bags (`make bench-retrain`)",
         "",
-        f"Command: `{result['command']}`. Bags: expert-driven simulated episodes (simbag, no "
-        "DDS); `aura-mem-train` from a fresh layer; closed loop on held-out seeds "
+        f"Command: `{result['command']}`. Bags: "
+        + BAG_SOURCES[result.get("bags_from", "simbag")]
+        + "; `aura-mem-train` from a fresh layer; closed loop on held-out seeds "
         f"{EVAL_OFFSET}.. (Wilson 95%). Targets (issue 17): {result['targets']}.",
         "",
         "Sizes run: "
@@ -113,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "command": command_line("retrain"),
         "targets": "200 episodes: >= 0.95 on S13/S11 at <= 1.5 writes/episode; 50: >= 0.90",
+        "bags_from": args.bags_from,
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,19 @@ With ``reset_between_episodes: false`` the reset service is never called: the ep
 one long run for the policy, as a robot that never resets sees its tasks (the episode
 boundary exists only in the simulator).
 
+``driver`` says whose action the simulator executes: ``policy`` (default) the answer's
+argmax; ``expert`` the simulator's own expert (the action it publishes on ``expert/action``
+for that frame) or, with probability ``explore``, a uniformly random move (turn left, turn
+right, forward) from an RNG seeded by the episode's seed. The lock step is unchanged (each
+frame still waits for the policy's answer, which is then only recorded), and the
+``expert/action`` label stays the expert's action: this records training bags whose data no
+trained memory shaped (a base policy alone rarely turns back to look at the cue), with
+``explore`` covering off-expert states as a policy's own mistakes would.
+
 A frame that gets no action within ``action_timeout_s`` is re-sent with a new stamp (best
 effort camera QoS may drop it). ``~/step_info`` (std_msgs/String, JSON) carries per-step
-ground truth (cue visibility) for the demo's plot; the policy never subscribes to it.
+ground truth (cue visibility, the expert's action) for the demo's plot and the bag recorder's
+bookkeeping; the policy never subscribes to it.
 """
 
 from __future__ import annotations
@@ -34,7 +44,10 @@ from std_msgs.msg import String
 
 from aura_mem_ros.msg import AuraAction, EpisodeResult
 from aura_mem_ros.sim.env import (
+    FORWARD,
+    LEFT,
     NUM_ACTIONS,
+    RIGHT,
     SimObs,
     cue_is_key,
     cue_visible,
@@ -44,16 +57,31 @@ from aura_mem_ros.sim.env import (
 from aura_mem_ros.sim.expert import expert_action
 from aura_mem_ros.sim.lockstep import LockStepParams, LockStepSim, run_sim
 
+DRIVERS = ("policy", "expert")
+RANDOM_MOVES = (LEFT, RIGHT, FORWARD)  # explore's choices (pickup/drop/toggle/done: no-ops)
+
 
 @dataclass(frozen=True)
 class SimParams(LockStepParams):
     env_id: str = "MiniGrid-MemoryS13-v0"
     max_steps: int = 100
+    # Whose action is executed: "policy" (the answer on action_topic) or "expert" (the
+    # simulator's expert; the policy's answer still paces the lock step and is recorded).
+    driver: str = "policy"
+    # driver "expert" only: probability of a uniformly random move instead of the expert's
+    # (the expert/action label stays the expert's). RNG seeded by the episode's seed.
+    explore: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_steps <= 0:
             raise ValueError("max_steps > 0 required")
+        if self.driver not in DRIVERS:
+            raise ValueError(f"driver must be one of {DRIVERS}, got {self.driver!r}")
+        if not 0.0 <= self.explore <= 1.0:
+            raise ValueError(f"explore must be in [0, 1], got {self.explore}")
+        if self.explore > 0 and self.driver != "expert":
+            raise ValueError("explore > 0 requires driver 'expert' (the policy drives itself)")
 
 
 class MiniGridSimNode(LockStepSim):
@@ -71,9 +99,12 @@ class MiniGridSimNode(LockStepSim):
         self._steps = 0
         self._return = 0.0
         self._seed = 0
+        self._explore_rng = np.random.default_rng(0)
 
     def _reset_env(self, seed: int) -> str:
         self._seed = seed
+        # Per episode, so an episode's random moves depend on its seed alone.
+        self._explore_rng = np.random.default_rng(seed)
         obs_dict, _ = self.env.reset(seed=seed)
         self._obs = to_sim_obs(obs_dict)
         self._steps, self._return = 0, 0.0
@@ -93,7 +124,9 @@ class MiniGridSimNode(LockStepSim):
 
     def _execute(self, msg: AuraAction) -> None:
         self._pending_stamp = None
-        action = int(np.argmax(np.asarray(msg.action, dtype=np.float32)))
+        policy_action = int(np.argmax(np.asarray(msg.action, dtype=np.float32)))
+        expert = expert_action(self.env, self._seen)  # the frame's expert/action label
+        action = self._driven_action(policy_action, expert)
         visible = cue_visible(self.env)  # ground truth for the frame the action answers
         obs_dict, reward, terminated, truncated, _ = self.env.step(action)
         self._return += float(reward)
@@ -101,7 +134,9 @@ class MiniGridSimNode(LockStepSim):
             "episode": self.episode,
             "seed": self._seed,
             "step": self._steps,
-            "action": action,
+            "action": action,  # executed
+            "policy_action": policy_action,
+            "expert_action": expert,
             "wrote": bool(msg.wrote),
             "cue_visible": visible,
             "cue": "key" if cue_is_key(self.env) else "ball",  # what this episode's cue is
@@ -114,6 +149,14 @@ class MiniGridSimNode(LockStepSim):
             self._obs = to_sim_obs(obs_dict)
             self._seen = self._seen or cue_visible(self.env)
             self._publish_obs()
+
+    def _driven_action(self, policy_action: int, expert: int) -> int:
+        """The action executed for this step, by ``driver`` (one RNG draw per step)."""
+        if self.p.driver == "policy":
+            return policy_action
+        if self.p.explore > 0 and self._explore_rng.random() < self.p.explore:
+            return int(self._explore_rng.choice(RANDOM_MOVES))
+        return expert
 
     def _finish_episode(self, success: bool) -> None:
         self._publish_result(
