@@ -51,15 +51,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ros: record the bags over ROS (three processes); simbag: write them without DDS",
     )
     p.add_argument("--out", type=Path, default=Path("docs/results/retrain.json"))
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="no training: join the runs of these result files (e.g. one size per process, "
+        "run side by side) into --out and render it",
+    )
 
 
-def record_bags(n: int, source: str, work: Path) -> list[str]:
+def record_bags(n: int, source: str, work: Path) -> tuple[list[str], float]:
     """N episodes, half per training env; the same seeds, (BAG_SEED0 + i) * 100,000 + episode,
-    from either source."""
+    from either source. -> bag paths, seconds spent recording."""
     from aura_mem_dev.rosbag_record import record_bag_over_ros
     from aura_mem_dev.simbag import write_sim_bag
 
     bags = []
+    t0 = time.perf_counter()
     for i, env_id in enumerate(TRAIN_ENVS):
         bag = work / f"bag_{n}_{env_id}"
         seed = BAG_SEED0 + i
@@ -71,14 +79,14 @@ def record_bags(n: int, source: str, work: Path) -> list[str]:
         else:
             write_sim_bag(bag, episodes=n // 2, env_id=env_id, seed=seed, max_steps=100)
         bags.append(str(bag))
-    return bags
+    return bags, time.perf_counter() - t0
 
 
 def retrain_and_serve(n: int, args: argparse.Namespace, work: Path) -> list[dict]:
     from aura_mem_dev.bench.closed_loop import run_panel
     from aura_mem_ros.retrain.cli import main as train
 
-    bags = record_bags(n, args.bags_from, work)
+    bags, record_seconds = record_bags(n, args.bags_from, work)
     layer = work / f"aura_{n}"
     t0 = time.perf_counter()
     argv = ["--bags", *bags, "--backbone", "mini", "--out", str(layer), "--quiet"]
@@ -88,7 +96,13 @@ def retrain_and_serve(n: int, args: argparse.Namespace, work: Path) -> list[dict
     seconds = time.perf_counter() - t0
     runs = []
     for env_id in EVAL_ENVS:
-        row = {"episodes": n, "env": env_id, "train_seconds": round(seconds, 1), "train_rc": rc}
+        row = {
+            "episodes": n,
+            "env": env_id,
+            "record_seconds": round(record_seconds, 1),
+            "train_seconds": round(seconds, 1),
+            "train_rc": rc,
+        }
         if rc == 0:
             panel = run_panel(
                 env_id, args.eval_episodes, EVAL_OFFSET, arms=("aura",), aura_checkpoint=str(layer)
@@ -115,20 +129,26 @@ def render(result: dict) -> str:
         + ", ".join(str(n) for n in sorted({r["episodes"] for r in result["runs"]}))
         + " episodes (`make bench-retrain` runs 50 and 200).",
         "",
-        "| episodes | env | success | 95% CI | writes / episode | train s |",
-        "|---|---|---|---|---|---|",
+        "Training: `aura-mem-train`'s defaults (one continuous run of up to 3,000 iterations, "
+        "an always-write warm-up, the counterfactual gate, the checkpoint chosen on held-out "
+        "episodes by memory accuracy, patience 40 validations, weight decay 0.05). Wall "
+        "times: this shared 2-core machine, other jobs running (see NOTES.md).",
+        "",
+        "| episodes | env | success | 95% CI | writes / episode | record s | train s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         if "success" not in r:
             lines.append(
                 f"| {r['episodes']} | {r['env']} | not saved (rc {r['train_rc']}) | | | "
-                f"{r['train_seconds']:.0f} |"
+                f"{r.get('record_seconds', 0):.0f} | {r['train_seconds']:.0f} |"
             )
             continue
         lo, hi = r["ci95"]
         lines.append(
             f"| {r['episodes']} | {r['env']} | {r['success']:.3f} | [{lo:.3f}, {hi:.3f}] | "
-            f"{r['writes_per_episode']:.2f} | {r['train_seconds']:.0f} |"
+            f"{r['writes_per_episode']:.2f} | {r.get('record_seconds', 0):.0f} | "
+            f"{r['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -138,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
 
     from aura_mem_dev.bench.cli import command_line
 
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        result = {**parts[0], "runs": [r for part in parts for r in part["runs"]]}
+        result["command"] = " && ".join(part["command"] for part in parts)
+        return _write(result, args.out)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -149,8 +174,12 @@ def run(args: argparse.Namespace) -> int:
         "bags_from": args.bags_from,
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(render(result))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return _write(result, args.out)
+
+
+def _write(result: dict, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(render(result))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0

@@ -98,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-decay",
         type=float,
-        default=0.0,
-        help="AdamW's decoupled weight decay (a few dozen episodes: a wide head memorises them)",
+        default=0.05,
+        help="AdamW's decoupled weight decay (a few dozen episodes: a wide head memorises "
+        "them; without it, 40 MiniGrid training episodes reached a train loss of 0.02-0.04 "
+        "against 0.25-0.44 held out)",
     )
     p.add_argument(
         "--horizon",
