@@ -32,8 +32,8 @@ from typing import Any
 
 import aura_mem_ros
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
-from aura_mem_ros.demo.runner import _spawn as spawn
-from aura_mem_ros.demo.runner import _stop as stop
+from aura_mem_ros.demo.runner import spawn_logged as spawn
+from aura_mem_ros.demo.runner import stop_process as stop
 from aura_mem_ros.ros.parameters import shipped_params_file
 
 RECORDER_NODE = "aura_mem_recorder"  # aura-mem-record's node name

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from aura_mem_ros.backbones.arm_mini import DEFAULT_MODEL_DIR
-from aura_mem_ros.demo.runner import _reserve_domain, _spawn, _stop
+from aura_mem_ros.demo.runner import reserve_domain, spawn_logged, stop_process
 from aura_mem_ros.ros.parameters import shipped_params_file
 
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[demo] weights missing in {args.model_dir}: run `make train-arm`", file=sys.stderr)
         return 2
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    domain = os.environ.get("AURA_DEMO_DOMAIN_ID") or str(_reserve_domain())
+    domain = os.environ.get("AURA_DEMO_DOMAIN_ID") or str(reserve_domain())
     os.environ["ROS_DOMAIN_ID"] = domain
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     listener = ArmListener()  # before the processes: episode 0 must not be missed
     procs: dict[str, subprocess.Popen] = {}
     try:
-        procs["aura_mem"] = _spawn(node_cmd, env, args.out_dir / "aura_mem.log")
-        procs["arm_sim"] = _spawn(sim_cmd, env, args.out_dir / "arm_sim.log")
+        procs["aura_mem"] = spawn_logged(node_cmd, env, args.out_dir / "aura_mem.log")
+        procs["arm_sim"] = spawn_logged(sim_cmd, env, args.out_dir / "arm_sim.log")
         mode = "memory NEVER reset" if args.no_reset else "memory reset between episodes"
         print(
             f"[demo] arm task: {args.episodes} episodes, seeds {args.seed_offset}.., chunks of 8 "
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         listener.spin(args.episodes, args.timeout - (time.monotonic() - t0), procs)
     finally:
         for name, proc in procs.items():
-            _stop(proc, name)
+            stop_process(proc, name)
         listener.close()
     return _report(args, listener, time.monotonic() - t0)
 

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _reserve_domain() -> int:
+def reserve_domain() -> int:
     """A DDS domain id no other process on this host holds (released when we exit)."""
     reservation = reserve_domain_id()
     domain = reservation.__enter__()
@@ -62,7 +62,7 @@ def _reserve_domain() -> int:
 _RESERVATIONS: list = []
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def spawn_logged(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     # Own process group: a Ctrl-C in the terminal must not hit the children before we
     # stop them in order.
     return subprocess.Popen(
@@ -70,7 +70,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
-def _stop(proc: subprocess.Popen, name: str) -> None:
+def stop_process(proc: subprocess.Popen, name: str) -> None:
     if proc.poll() is not None:
         return
     for sig, wait in ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     # A private DDS domain, reserved for as long as this process lives: two demos (or a test
     # run) on one host must not cross-talk. AURA_DEMO_DOMAIN_ID pins it (e.g. to record a bag).
-    domain = os.environ.get("AURA_DEMO_DOMAIN_ID") or str(_reserve_domain())
+    domain = os.environ.get("AURA_DEMO_DOMAIN_ID") or str(reserve_domain())
     os.environ["ROS_DOMAIN_ID"] = domain
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     listener = DemoListener()  # before the processes: episode 0 must not be missed
     procs: dict[str, subprocess.Popen] = {}
     try:
-        procs["aura_mem"] = _spawn(node_cmd, env, args.out_dir / "aura_mem.log")
-        procs["minigrid_sim"] = _spawn(sim_cmd, env, args.out_dir / "minigrid_sim.log")
+        procs["aura_mem"] = spawn_logged(node_cmd, env, args.out_dir / "aura_mem.log")
+        procs["minigrid_sim"] = spawn_logged(sim_cmd, env, args.out_dir / "minigrid_sim.log")
         mode = "memory NEVER reset" if args.no_reset else "memory reset between episodes"
         print(
             f"[demo] {args.env}: {args.episodes} episodes, seeds {args.seed_offset}.., {mode}, "
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         record = listener.spin(args.episodes, args.timeout - (time.monotonic() - t0), procs)
     finally:
         for name, proc in procs.items():
-            _stop(proc, name)
+            stop_process(proc, name)
         listener.close()
     return _report(args, record, time.monotonic() - t0)
 
