@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aura_mem_ros
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
@@ -61,20 +62,6 @@ def _private_domain(domain_id: int | None) -> Iterator[int]:
 
     with reserve_domain_id() as domain:
         yield domain
-
-
-@contextlib.contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` for the block, restored afterwards."""
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
 
 
 def _commands(
@@ -236,7 +223,8 @@ def record_bag_over_ros(
         # The children run the same aura_mem_ros sources as this process.
         source_root = str(Path(aura_mem_ros.__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
-        with _environ("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"):  # read by rclpy.init
+        # read by rclpy.init; restored afterwards
+        with mock.patch.dict(os.environ, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}):
             observer = _Observer(domain)
         deadline = t0 + timeout_s
         try:
