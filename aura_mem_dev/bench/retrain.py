@@ -43,6 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--max-iterations", type=int, default=3000)
     p.add_argument("--budget", type=float, default=0.1)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="training seeds (initialisation, batches, validation split) per size, on the "
+        "same bags: the spread of the recipe",
+    )
     p.add_argument("--work", type=Path, default=None, help="bags + layers (default: a tmp dir)")
     p.add_argument(
         "--bags-from",
@@ -71,7 +79,9 @@ def record_bags(n: int, source: str, work: Path) -> tuple[list[str], float]:
     for i, env_id in enumerate(TRAIN_ENVS):
         bag = work / f"bag_{n}_{env_id}"
         seed = BAG_SEED0 + i
-        if source == "ros":
+        if bag.exists():  # an earlier run's, same seeds (--work): more training seeds on it
+            print(json.dumps({"reused": str(bag)}), flush=True)
+        elif source == "ros":
             counts = record_bag_over_ros(
                 bag, env_id, n // 2, seed_offset=seed * 100_000, explore=0.1, max_steps=100
             )
@@ -83,21 +93,32 @@ def record_bags(n: int, source: str, work: Path) -> tuple[list[str], float]:
 
 
 def retrain_and_serve(n: int, args: argparse.Namespace, work: Path) -> list[dict]:
+    bags, record_seconds = record_bags(n, args.bags_from, work)
+    return [
+        row
+        for seed in args.seeds
+        for row in train_and_serve(n, seed, bags, record_seconds, args, work)
+    ]
+
+
+def train_and_serve(
+    n: int, seed: int, bags: list[str], record_seconds: float, args: argparse.Namespace, work: Path
+) -> list[dict]:
     from aura_mem_dev.bench.closed_loop import run_panel
     from aura_mem_ros.retrain.cli import main as train
 
-    bags, record_seconds = record_bags(n, args.bags_from, work)
-    layer = work / f"aura_{n}"
+    layer = work / f"aura_{n}_seed{seed}"
     t0 = time.perf_counter()
     argv = ["--bags", *bags, "--backbone", "mini", "--out", str(layer), "--quiet"]
     argv += ["--budget", str(args.budget), "--max-iterations", str(args.max_iterations)]
-    argv += ["--feature-cache", str(work / "cache")]
+    argv += ["--feature-cache", str(work / "cache"), "--seed", str(seed)]
     rc = train(argv)
     seconds = time.perf_counter() - t0
     runs = []
     for env_id in EVAL_ENVS:
         row = {
             "episodes": n,
+            "seed": seed,
             "env": env_id,
             "record_seconds": round(record_seconds, 1),
             "train_seconds": round(seconds, 1),
@@ -134,19 +155,21 @@ def render(result: dict) -> str:
         "episodes by memory accuracy, patience 40 validations, weight decay 0.05). Wall "
         "times: this shared 2-core machine, other jobs running (see NOTES.md).",
         "",
-        "| episodes | env | success | 95% CI | writes / episode | record s | train s |",
-        "|---|---|---|---|---|---|---|",
+        "| episodes | seed | env | success | 95% CI | writes / episode | record s | train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         if "success" not in r:
             lines.append(
-                f"| {r['episodes']} | {r['env']} | not saved (rc {r['train_rc']}) | | | "
+                f"| {r['episodes']} | {r.get('seed', 0)} | {r['env']} | not saved "
+                f"(rc {r['train_rc']}) | | | "
                 f"{r.get('record_seconds', 0):.0f} | {r['train_seconds']:.0f} |"
             )
             continue
         lo, hi = r["ci95"]
         lines.append(
-            f"| {r['episodes']} | {r['env']} | {r['success']:.3f} | [{lo:.3f}, {hi:.3f}] | "
+            f"| {r['episodes']} | {r.get('seed', 0)} | {r['env']} | {r['success']:.3f} | "
+            f"[{lo:.3f}, {hi:.3f}] | "
             f"{r['writes_per_episode']:.2f} | {r.get('record_seconds', 0):.0f} | "
             f"{r['train_seconds']:.0f} |"
         )
