@@ -9,7 +9,8 @@
 3. AURA (learned gate, write budget) with ``memory.train_arm_memory``, then DAgger rounds:
    roll out the gated policy, relabel, aggregate, retrain; the gate's threshold calibrated
    in closed loop to the write budget on validation seeds (calibrate.py)  -> OUT/aura/
-4. the always-write KV arm on the same data plus one round of its own rollouts -> OUT/kv/
+4. the always-write KV arm on the same data plus one round of its own rollouts (expert mix as
+   AURA's round; ``--only-kv`` reruns this step alone)                    -> OUT/kv/
 5. the AURA gate refitted by the counterfactual objective (gate only, exact write benefit),
    threshold re-calibrated (counterfactual.py)                        -> OUT/aura/
 and OUT/train_report.json (timings, probes, per-round closed-loop rates).

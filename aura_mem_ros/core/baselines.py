@@ -33,7 +33,9 @@ def _always(features: Tensor) -> tuple[Tensor, Tensor]:
 
 def kv_cache(config: AuraConfig) -> KVMemory:
     """The one KV baseline (``kv.KVMemory``) matched to ``config``, with its learned recency
-    bias (the stream config re-assigns keys: the newest assignment must win)."""
+    bias: the stream config re-assigns keys and the newest assignment must win (measured,
+    stream seed 0: accuracy 0.811 with it, 0.199 without; 0.966 vs 0.788 on training-length
+    windows)."""
     return KVMemory(KVConfig.like(config, recency=True))
 
 
