@@ -147,3 +147,25 @@ def test_ros_demo_runs_sim_and_node_as_two_processes(
     assert result["chunks"] > 0 and result["writes"] == result["chunks"]  # gate "always"
     assert "episode   0 seed 2000000" in text
     assert (out / "arm_episode.png").stat().st_size > 10_000
+
+
+def test_only_kv_rebuilds_the_kv_arm_alone(quick_weights: Path, tmp_path: Path) -> None:
+    """``--only-kv``: step 4 on the memory data; the backbone and the AURA layer untouched."""
+    import shutil
+
+    from aura_mem_dev.arm.train import main
+    from aura_mem_ros.core.kv import KVRuntime, load_kv
+
+    out = tmp_path / "weights"
+    shutil.copytree(quick_weights, out)
+    before = {p: (out / p).read_bytes() for p in ("model.safetensors", "aura/aura.safetensors")}
+    (out / "kv" / "kv.safetensors").unlink()
+    assert main(["--out", str(out), "--quick", "--only-kv"]) == 0
+    assert all((out / p).read_bytes() == data for p, data in before.items())
+    kv = load_kv(out / "kv")
+    assert (kv.config.chunk_size, kv.config.action_dim) == (8, 7)
+    report = json.loads((out / "train_report.json").read_text())
+    assert "--only-kv" in report["kv"]["note"] and report["kv_seconds"] > 0
+    assert 0.0 <= report["kv"]["validation"]["completed"] <= 1.0
+    step = KVRuntime(kv).select_action(np.zeros(kv.config.d_model), np.zeros((8, 7)))
+    assert step.action.shape == (8, 7) and step.wrote

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aura_mem_ros.core.baselines import METHODS, GRUMemory, KVCacheMemory
+from aura_mem_ros.core.baselines import METHODS, GRUMemory, kv_cache
 from aura_mem_ros.core.checkpoint import init_aura
 from aura_mem_ros.core.config import AuraConfig
 from aura_mem_ros.core.gates import GATES
@@ -82,7 +82,7 @@ def test_unknown_gate_is_rejected() -> None:
         layer.forward_sequence(torch.randn(1, 2, 8), torch.zeros(1, 2, 1, 3), gate="sometimes")
 
 
-@pytest.mark.parametrize("cls", [GRUMemory, KVCacheMemory])
+@pytest.mark.parametrize("cls", [GRUMemory, kv_cache])
 def test_baselines_start_at_the_base_and_step_like_their_sequence(cls: type) -> None:
     torch.manual_seed(0)
     model = cls(AuraConfig(d_model=16, chunk_size=1, action_dim=4, discrete=True))

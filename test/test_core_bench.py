@@ -74,6 +74,14 @@ def test_synthetic_quick_smoke(tmp_path, capsys) -> None:
     assert m["oracle"]["accuracy_mean"] > 0.5  # memory of the events solves the task
     assert m["random"]["accuracy_mean"] < 0.5  # a few random writes do not
     assert m["aura"]["writes_per_seq"] < m["always_fast_weight"]["writes_per_seq"] / 4
+    # --update reruns one method and keeps every other entry of the file
+    args = ["synthetic", "--config", "easy", "--seeds", "1", "--quick", "--out", str(out)]
+    assert bench([*args, "--methods", "kv_cache", "--update", "--no-progress"]) == 0
+    again = json.loads(out.read_text())
+    assert set(again["methods"]) == NAMES and again["command"] == result["command"]
+    assert again["methods"]["aura"] == m["aura"] and again["checks"] == result["checks"]
+    assert len(again["updates"]) == 1 and "--methods kv_cache" in again["updates"][0]
+    assert bench([*args[:4], "2", *args[5:], "--methods", "gru", "--update"]) == 2
 
 
 def test_stream_task_reassigns_keys_lures_and_newest_wins() -> None:

@@ -140,13 +140,13 @@ def test_init_aura_is_seeded_and_leaves_global_rng_alone() -> None:
 
 
 def test_kv_runtime_steps_the_core_kv_cache_like_aura_runtime() -> None:
-    """One runtime class for both KV models; what a closed loop needs (MemoryRuntime)."""
-    from aura_mem_ros.core.baselines import KVCacheMemory
-    from aura_mem_ros.core.kv import KVRuntime
+    """The one KV model (chunked, with recency) behind its runtime; what a closed loop needs
+    (MemoryRuntime)."""
+    from aura_mem_ros.core.kv import KVConfig, KVMemory, KVRuntime
     from aura_mem_ros.core.runtime import MemoryRuntime
 
     torch.manual_seed(0)
-    kv = KVCacheMemory(CONFIG)
+    kv = KVMemory(KVConfig.like(CONFIG, recency=True))
     torch.nn.init.normal_(kv.head.out.weight, std=0.5)
     runtime: MemoryRuntime = KVRuntime(kv)
     feats, bases = _inputs(70)  # past the 64-row initial capacity: the cache doubles

@@ -7,7 +7,7 @@ Every arm drives the same frozen ``arm_mini`` through the in-process chunk loop 
 the ROS node makes, without DDS) on held-out seeds (>= 1,000,000; training used less):
 
     memoryless   the frozen backbone alone
-    always_kv    core.baselines.KVCacheMemory, appends every chunk request (256 B each)
+    always_kv    core.kv.KVMemory (the one KV baseline), appends every chunk request (256 B)
     always_aura  the trained AURA layer with its gate forced on
     aura         the trained AURA layer, learned gate
     random       the AURA layer, Bernoulli writes at aura's measured rate
@@ -80,8 +80,7 @@ def per_episode(eps: list) -> list[dict]:
 
 
 def make_runtime(arm: str, root: Path, layer, rate: float | None, seed: int):
-    from aura_mem_dev.arm.memory import load_kv
-    from aura_mem_ros.core.kv import KVRuntime
+    from aura_mem_ros.core.kv import KVRuntime, load_kv
     from aura_mem_ros.core.runtime import AuraRuntime
 
     if arm == "memoryless":

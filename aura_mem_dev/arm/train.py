@@ -1,6 +1,7 @@
 """``make train-arm``: rebuild every shipped arm weight from scratch, fixed seeds, one thread.
 
     python -m aura_mem_dev.arm.train [--out aura_mem_ros/models/arm_mini] [--quick]
+    python -m aura_mem_dev.arm.train --only-kv   # step 4 alone: rebuild OUT/kv
 
 1. the frozen ``arm_mini`` backbone: demos, BC, DAgger (bc.py)      -> OUT/model.safetensors
 2. memory data on the memory task (cue goes dark): noisy expert demos and rollouts of the
@@ -8,7 +9,8 @@
 3. AURA (learned gate, write budget) with ``memory.train_arm_memory``, then DAgger rounds:
    roll out the gated policy, relabel, aggregate, retrain; the gate's threshold calibrated
    in closed loop to the write budget on validation seeds (calibrate.py)  -> OUT/aura/
-4. the always-write KV arm on the same data plus one round of its own rollouts -> OUT/kv/
+4. the always-write KV arm on the same data plus one round of its own rollouts (expert mix as
+   AURA's round; ``--only-kv`` reruns this step alone)                    -> OUT/kv/
 5. the AURA gate refitted by the counterfactual objective (gate only, exact write benefit),
    threshold re-calibrated (counterfactual.py)                        -> OUT/aura/
 and OUT/train_report.json (timings, probes, per-round closed-loop rates).
@@ -42,6 +44,10 @@ class ArmTrainConfig:
     noise: float = 0.3
     memory: object = None  # MemoryTrainConfig; None = its defaults
     kv_round_episodes: int = 150
+    # chance a KV rollout chunk is the expert's: as AURA's DAgger round (expert_mix[0]).
+    # Measured (validation seeds, 4-head KV): 0.0 -> success 0.675, completed 0.675 (its own
+    # rollouts, once wrong, stall between pads and teach it little); 0.3 -> 0.95, 1.0.
+    kv_round_expert_mix: float = 0.3
     validation_episodes: int = 40
     # bisection steps of the closed-loop threshold calibration (calibrate.py); 0 = keep 0.5
     calibration_iterations: int = 7
@@ -103,16 +109,11 @@ class _Seeds:
 def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     from aura_mem_dev.arm.calibrate import calibrate_threshold_closed_loop, with_threshold
     from aura_mem_dev.arm.data import collect, expert_driver
-    from aura_mem_dev.arm.memory import (
-        MemoryTrainConfig,
-        fit_aura,
-        fit_kv,
-        save_kv,
-    )
+    from aura_mem_dev.arm.memory import MemoryTrainConfig, fit_aura
     from aura_mem_dev.arm.sequences import ArmSequences, cue_probe_accuracy
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
     from aura_mem_ros.core.checkpoint import save_aura
-    from aura_mem_ros.core.kv import KVRuntime
+    from aura_mem_ros.core.kv import save_kv
     from aura_mem_ros.core.runtime import AuraRuntime
     from aura_mem_ros.sim.arm.env import ArmTaskConfig
     from aura_mem_ros.sim.arm.loop import ChunkAgent
@@ -195,20 +196,91 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     report["aura_seconds"] = round(time.time() - t0, 1)
 
     t1 = time.time()
-    kv, kv_stats = fit_kv(seqs, mcfg, "KV round 0")
+    kv, report["kv"] = train_kv_arm(backbone, task, seqs, seeds, cfg, val)
+    save_kv(kv, out / "kv")
+    report["kv_seconds"] = round(time.time() - t1, 1)
+
+
+def train_kv_arm(backbone, task, seqs, seeds: _Seeds, cfg: ArmTrainConfig, val: list[int]):
+    """Step 4: the always-write KV arm on ``seqs`` (the memory data), then one round of its
+    own rollouts (``cfg.kv_round_episodes`` seeds from ``seeds``) and a refit on everything;
+    -> (model, report entry with the fit and the closed-loop validation)."""
+    from aura_mem_dev.arm.data import collect
+    from aura_mem_dev.arm.memory import MemoryTrainConfig, fit_kv
+    from aura_mem_ros.core.kv import KVRuntime
+    from aura_mem_ros.sim.arm.loop import ChunkAgent
+
+    mcfg = cfg.memory if isinstance(cfg.memory, MemoryTrainConfig) else MemoryTrainConfig()
+    kv, _ = fit_kv(seqs, mcfg, "KV round 0")
     eps = collect(
         task,
         seeds.take(cfg.kv_round_episodes),
-        lambda s: agent_driver(ChunkAgent(backbone, KVRuntime(kv)), 0.0, s),
+        lambda s: agent_driver(ChunkAgent(backbone, KVRuntime(kv)), cfg.kv_round_expert_mix, s),
         progress="KV rollouts",
     )
-    seqs.add(net, eps)
+    seqs.add(backbone.net, eps)
     kv, kv_stats = fit_kv(seqs, replace(mcfg, seed=mcfg.seed + 100), "KV round 1")
     kv_val = closed_loop(task, ChunkAgent(backbone, KVRuntime(kv)), val)
     tqdm.write(f"KV final: {kv_val}")
+    return kv, {"fit": kv_stats, "validation": kv_val}
+
+
+def retrain_kv_only(out: Path, cfg: ArmTrainConfig) -> dict:
+    """``--only-kv``: rebuild OUT/kv alone, keeping the backbone and OUT/aura.
+
+    The memory data is step 2-3's, same seeds: noisy expert demos, rollouts of the frozen
+    policy, then ``cfg.rounds`` rounds of gated rollouts (expert mix as the recipe); those
+    are driven by the SHIPPED AURA layer (the full recipe drives them with its round-r layer,
+    which is not kept). Then step 4 unchanged. -> the report entry (also written into
+    OUT/train_report.json's ``kv``)."""
+    from aura_mem_dev.arm.data import collect, expert_driver
+    from aura_mem_dev.arm.sequences import ArmSequences
+    from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
+    from aura_mem_ros.core.checkpoint import load_aura
+    from aura_mem_ros.core.kv import save_kv
+    from aura_mem_ros.core.runtime import AuraRuntime
+    from aura_mem_ros.sim.arm.env import ArmTaskConfig
+    from aura_mem_ros.sim.arm.loop import ChunkAgent
+
+    t0 = time.time()
+    task = ArmTaskConfig(image_size=cfg.image_size)
+    backbone = ArmMiniBackbone(out)
+    seeds = _Seeds(AURA_SEED_BASE + cfg.seed * 10_000)
+    val = list(range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + cfg.validation_episodes))
+    seqs = ArmSequences()
+    demos = seeds.take(cfg.demo_episodes)
+    seqs.add(
+        backbone.net,
+        collect(task, demos, lambda s: expert_driver(), noise=cfg.noise, progress="demos"),
+    )
+    base = seeds.take(cfg.base_episodes)
+    seqs.add(
+        backbone.net,
+        collect(task, base, lambda s: agent_driver(ChunkAgent(backbone), 0.0, s), progress="base"),
+    )
+    layer = load_aura(out / "aura")
+    for r in range(cfg.rounds):
+        mix = cfg.expert_mix[r] if r < len(cfg.expert_mix) else 0.0
+        runtime = AuraRuntime(layer, gate="learned", fused=False)
+        eps = collect(
+            task,
+            seeds.take(cfg.episodes_per_round),
+            lambda s, rt=runtime, m=mix: agent_driver(ChunkAgent(backbone, rt), m, s),
+            progress=f"AURA rollouts {r}",
+        )
+        seqs.add(backbone.net, eps)
+    kv, entry = train_kv_arm(backbone, task, seqs, seeds, cfg, val)
     save_kv(kv, out / "kv")
-    report["kv"] = {"fit": kv_stats, "validation": kv_val}
-    report["kv_seconds"] = round(time.time() - t1, 1)
+    entry["note"] = (
+        "produced by `python -m aura_mem_dev.arm.train --only-kv` (core.kv.KVMemory); the "
+        "gated rollouts of its data were driven by the shipped AURA layer"
+    )
+    report_path = out / "train_report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report["kv"] = entry
+    report["kv_seconds"] = round(time.time() - t0, 1)
+    report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return entry
 
 
 @dataclass(frozen=True)
@@ -269,8 +341,18 @@ def main(argv: list[str] | None = None) -> int:
         help="keep OUT's backbone, retrain only the memory layers",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke-test recipe")
+    parser.add_argument(
+        "--only-kv",
+        action="store_true",
+        help="retrain only OUT/kv (step 4 on step 2-3's data and seeds); keep the rest",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the machine is shared; one thread is also reproducible
+    if args.only_kv:
+        recipe = quick_recipe() if args.quick else Recipe()
+        entry = retrain_kv_only(args.out, recipe.memory)
+        print(f"KV arm -> {args.out / 'kv'}: {json.dumps(entry)}")
+        return 0
     from aura_mem_dev.arm.bc import BCConfig, train_backbone
     from aura_mem_dev.arm.counterfactual import (
         CounterfactualGateConfig,

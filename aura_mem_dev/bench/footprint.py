@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from aura_mem_ros.core.baselines import KVCacheMemory
 from aura_mem_ros.core.checkpoint import init_aura
 from aura_mem_ros.core.config import AuraConfig
+from aura_mem_ros.core.kv import KVConfig, KVMemory
 from aura_mem_ros.core.runtime import AuraRuntime
 
 
@@ -70,7 +70,7 @@ def measure(steps: int, d_model: int = 64, kv_read_every: int = 100, seed: int =
     aura_bytes = runtime.state_nbytes
     serialised = len(runtime.state_bytes())
 
-    kv = KVCacheMemory(config).eval()
+    kv = KVMemory(KVConfig.like(config, recency=True)).eval()
     x = torch.from_numpy(features)
     state = kv.init_state(1)
     start = time.perf_counter()

@@ -20,7 +20,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,10 @@ from aura_mem_dev.bench.synthetic_task import (
     generate,
     generate_stream,
 )
-from aura_mem_ros.core.baselines import METHODS, KVCacheMemory
+from aura_mem_ros.core.baselines import METHODS
 from aura_mem_ros.core.config import AuraConfig
 from aura_mem_ros.core.gates import get_gate
+from aura_mem_ros.core.kv import KVMemory
 from aura_mem_ros.core.train import TrainConfig, calibrate_threshold, evaluate, train_aura
 
 QUICK = {"iterations": 60, "batch_size": 32, "eval_sequences": 128}
@@ -91,6 +92,9 @@ class SyntheticRun:
     oracle_writes_per_seq: float  # per TEST sequence (stream: expected)
     methods: dict[str, MethodSummary]
     checks: dict[str, float]  # see ``checks``
+    # ``--update`` runs that replaced some methods' entries after ``command`` (each with its
+    # date); every other entry, and the wall time, are ``command``'s
+    updates: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -117,6 +121,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget", type=float, default=1.25, help="AURA's write budget, x the oracle's rate"
     )
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="rerun only --methods and replace their entries in the existing --out file "
+        "(same config, seeds, quick); the other methods' entries are kept",
+    )
 
 
 def _model(name: str, task: Task, seed: int) -> torch.nn.Module:
@@ -222,7 +232,7 @@ def evaluate_stream(
     """Accuracy on query steps (all, re-assigned keys, lured keys) and writes, in one pass;
     the learned gate's write rate on each kind of step."""
     generator = torch.Generator().manual_seed(seed)
-    if isinstance(model, KVCacheMemory):  # (B, T, T) attention: step by step instead
+    if isinstance(model, KVMemory):  # (B, T, T) attention: step by step instead
         state, actions, writes = model.init_state(test.features.shape[0]), [], []
         for t in range(test.features.shape[1]):
             out = model.step(test.features[:, t], test.base_actions[:, t], state)
@@ -316,7 +326,28 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--methods {args.methods}")
     if args.out is not None:
         parts.append(f"--out {args.out}")
+    if getattr(args, "update", False):
+        parts.append("--update")
     return " ".join(parts)
+
+
+def updated(previous: SyntheticRun, fresh: SyntheticRun) -> SyntheticRun:
+    """``previous`` with ``fresh``'s methods replaced (``--update``); checks recomputed."""
+    before = (previous.config, previous.quick, previous.seeds)
+    if before != (fresh.config, fresh.quick, fresh.seeds):
+        raise ValueError(
+            f"--update must match the file's run: config {previous.config}, quick "
+            f"{previous.quick}, seeds {previous.seeds}"
+        )
+    if not previous.complete:
+        raise ValueError("--update needs a complete run in --out")
+    methods = {**previous.methods, **fresh.methods}
+    return dataclasses.replace(
+        previous,
+        methods=methods,
+        checks=checks(methods),
+        updates=[*previous.updates, f"{fresh.command} ({fresh.date})"],
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -337,6 +368,20 @@ def run(args: argparse.Namespace) -> int:
         print("--seeds must be >= 1", file=sys.stderr)
         return 2
     seeds = list(range(args.seeds))
+    previous = None
+    if args.update:
+        if args.out is None or not args.out.is_file():
+            print("--update needs an existing --out file", file=sys.stderr)
+            return 2
+        previous = SyntheticRun.from_dict(json.loads(args.out.read_text()))
+        ours = (args.config, bool(args.quick), seeds)
+        if (previous.config, previous.quick, previous.seeds) != ours or not previous.complete:
+            print(
+                f"--update: {args.out} holds config {previous.config}, quick {previous.quick}, "
+                f"seeds {previous.seeds} (complete: {previous.complete}); this run is {ours}",
+                file=sys.stderr,
+            )
+            return 2
     start = time.perf_counter()
     per_seed: list[dict[str, dict[str, float]]] = []
     for seed in seeds:
@@ -356,6 +401,10 @@ def run(args: argparse.Namespace) -> int:
             methods=methods_out,
             checks=checks(methods_out),
         )
+        if previous is not None:
+            if not result.complete:
+                continue  # the file keeps its complete run until every seed is in
+            result = updated(previous, result)
         text = json.dumps(result.to_dict(), indent=2)
         if args.out is not None:  # after every seed: a long run leaves partial results
             args.out.parent.mkdir(parents=True, exist_ok=True)

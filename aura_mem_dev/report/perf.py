@@ -21,7 +21,8 @@ def render_markdown(r: PerfResult) -> str:
         "## Per step: AURA vs a KV-cache (d_model 4096, action chunk 8 x 7, one thread)",
         "",
         "`aura_step_us` / `kv_step_us`: `AuraRuntime.select_action` and the core's "
-        "`KVCacheMemory` behind `KVRuntime` (the same numpy conversions and checks); latency "
+        "`KVMemory` (`core.kv`, the one KV baseline) behind `KVRuntime` (the same numpy "
+        "conversions and checks); latency "
         f"of the steps at and after horizon H ({meta.samples} steps each, pooled over "
         f"{s.rounds} rounds of the whole comparison). AURA runs continuously from step 1; the "
         "KV-cache is prefilled to H entries (see `aura_mem_dev/bench/perf` for why).",

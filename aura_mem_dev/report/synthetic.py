@@ -124,6 +124,8 @@ def render_markdown(runs: list[SyntheticRun]) -> str:
             f"Command: `{run.command}` · date: {run.date} · wall time "
             f"{run.wall_seconds / 60:.1f} min · seeds {run.seeds}",
             "",
+            *[f"Rows replaced since by `{u}`." for u in run.updates],
+            *([""] if run.updates else []),
             _task_line(task),
             "",
             "| method | state | accuracy (mean ± std) | writes/seq | steps/seq "

@@ -8,7 +8,7 @@ Per step (single CPU thread, d_model 4096, OpenVLA-OFT's 8 x 7 action chunk):
     run to the largest horizon; the latency at horizon H is the distribution of steps
     H .. H+samples-1. The reference path (``AuraLayer.step``, what training runs) is timed
     behind the same wrapper for comparison.
-  * KV-cache: the core's ``KVCacheMemory`` behind ``core.kv.KVRuntime`` (the same
+  * KV-cache: the core's ``KVMemory`` behind ``core.kv.KVRuntime`` (the same
     conversions and checks as ``AuraRuntime``), every step appends and attends. At horizon H
     the cache holds H entries: it is prefilled in bulk (stepping 100k steps one by one costs
     O(H^2), hours) with projections of real features, since attention costs the same

@@ -56,7 +56,7 @@ class StepCost:
     kv_step_p50_us_by_round: dict[str, list[float]]
     rounds: int
     aura_reference_step_us: Stats  # AuraLayer.step behind the same wrapper (no kernel)
-    kv_layer_step_us: dict[str, Stats]  # KVCacheMemory.step, tensors in, no wrapper
+    kv_layer_step_us: dict[str, Stats]  # KVMemory.step, tensors in, no wrapper
     aura_p50_us_by_block: dict[str, Any]  # {"block_steps": n, "p50_by_round": [[...], ...]}
     aura_writes: int
     aura_steps: int

@@ -4,7 +4,7 @@ d_model 4096, OpenVLA-OFT's 8 x 7 action chunk), and where a step's time goes.
 AURA: ``AuraRuntime.select_action`` (what the node calls; the fused kernel of
 ``core/fused.py``), learned gate of an untrained layer (its initial bias writes every step:
 the worst case). One continuous run to the largest horizon; the latency at horizon H is the
-distribution of steps H .. H+samples-1. The KV-cache: the core's ``KVCacheMemory`` behind
+distribution of steps H .. H+samples-1. The KV-cache: the core's ``KVMemory`` behind
 ``core.kv.KVRuntime`` (the same conversions and checks as ``AuraRuntime``); at horizon H it
 holds H entries, prefilled in bulk (stepping 100k steps one by one costs O(H^2), hours) with
 projections of real features, since attention costs the same whatever the numbers are.
@@ -43,7 +43,7 @@ def _kv_prefilled(kv: Any, horizon: int, pool: torch.Tensor) -> Any:
     while capacity < horizon:
         capacity *= 2
     with torch.no_grad():
-        k_pool, v_pool = kv.key(pool), kv.value(pool)
+        k_pool, v_pool = kv.entries(pool)
     reps = -(-horizon // len(pool))
     keys = torch.zeros(1, capacity, k_pool.shape[1])
     values = torch.zeros(1, capacity, v_pool.shape[1])
@@ -145,9 +145,9 @@ def measure_steps(
     for seconds at a time; rounds spread both methods over the same spells, and the
     per-round p50s are kept so the spread can be seen.
     """
-    from aura_mem_ros.core.baselines import KVCacheMemory
     from aura_mem_ros.core.checkpoint import init_aura
     from aura_mem_ros.core.config import AuraConfig
+    from aura_mem_ros.core.kv import KVConfig, KVMemory
     from aura_mem_ros.core.runtime import AuraRuntime
 
     torch.set_num_threads(1)
@@ -160,7 +160,7 @@ def measure_steps(
     runtime = AuraRuntime(layer, gate="learned")
     for t in range(300):  # warm-up: allocator, dispatcher caches, branch predictors
         runtime.select_action(pool[t % len(pool)], base)
-    kv = KVCacheMemory(cfg).eval()
+    kv = KVMemory(KVConfig.like(cfg, recency=True)).eval()
 
     t_start = time.monotonic()
     aura_runs, kv_runs, kv_bare_runs = [], [], []
