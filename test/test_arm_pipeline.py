@@ -105,6 +105,19 @@ def test_bench_panel_and_never_reset_have_the_closed_loop_shape(quick_weights: P
     hit_s, hit_n, miss_s, miss_n = cue_split(panel["per_episode"]["aura"])
     assert hit_n + miss_n == 2 and hit_s + miss_s == panel["arms"]["aura"]["successes"]
 
+    # --update: one arm re-run replaces only that arm, and the page says which
+    from aura_mem_dev.arm.bench import merged_panel
+
+    kv_again = run_panel(2, 1_000_000, ("always_kv",), quick_weights, image_size=32)
+    kv_again["arms"]["always_kv"]["marker"] = True
+    merged = merged_panel(panel, kv_again, ("always_kv",))
+    assert list(merged["arms"]) == [a for a in ARMS if a in merged["arms"]]
+    assert merged["arms"]["always_kv"]["marker"] and "marker" not in merged["arms"]["aura"]
+    assert merged["never_reset"] is never and merged["updated_arms"] == ["always_kv"]
+    assert "`--update` after their weights changed" in render_markdown(merged, None, None)
+    with pytest.raises(ValueError, match="same --episodes"):
+        merged_panel(panel, {**kv_again, "episodes": 3}, ("always_kv",))
+
 
 @pytest.mark.multiprocess
 @pytest.mark.timeout(150)

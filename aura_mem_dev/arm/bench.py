@@ -285,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--render-only", action="store_true", help="rewrite the markdown from --out's JSON"
     )
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="re-run only --arms (and the never-reset run unless --never-reset 0) and keep "
+        "--out's other entries (after retraining one arm's weights); the page names them",
+    )
     args = ap.parse_args(argv)
     if args.render_only:
         write_md(json.loads(args.out.read_text()), args.model_dir, args.md)
@@ -301,17 +307,35 @@ def main(argv: list[str] | None = None) -> int:
     rates["backbone_ms"] = backbone_ms(args.model_dir)
     train, backbone_meta = training_records(args.model_dir)
     panel["never_reset"] = never
+    if args.update and args.out.is_file():
+        panel = merged_panel(json.loads(args.out.read_text()), panel, arms)
     panel["rates"] = rates
     panel["train_seconds"] = train.get("total_seconds") if train else None
     panel["backbone_train_seconds"] = backbone_meta.get("seconds") if backbone_meta else None
     panel["seconds"] = round(time.time() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(panel, indent=2) + "\n")
-    png = episode_picture(panel, args.model_dir, args.out.with_name("arm_episode.png"))
-    panel["picture"] = None if png is None else png.name
+    if "aura" in arms or not args.update:
+        png = episode_picture(panel, args.model_dir, args.out.with_name("arm_episode.png"))
+        panel["picture"] = None if png is None else png.name
     args.out.write_text(json.dumps(panel, indent=2) + "\n")
     write_md(panel, args.model_dir, args.md)
     return 0
+
+
+def merged_panel(old: dict, new: dict, arms: tuple[str, ...]) -> dict:
+    """``old`` with ``new``'s arms (and never-reset run, if it has one) put in; the arms
+    re-run are listed under ``updated_arms`` (with the earlier updates)."""
+    if (old["episodes"], old["seed_offset"]) != (new["episodes"], new["seed_offset"]):
+        raise ValueError("--update needs the same --episodes and --seed-offset as --out's run")
+    merged = dict(old)
+    merged["arms"] = {**old["arms"], **new["arms"]}
+    merged["arms"] = {a: merged["arms"][a] for a in ARMS if a in merged["arms"]}
+    merged["per_episode"] = {**old["per_episode"], **new["per_episode"]}
+    if new.get("never_reset") is not None:
+        merged["never_reset"] = new["never_reset"]
+    merged["updated_arms"] = sorted({*old.get("updated_arms", []), *arms})
+    return merged
 
 
 def training_records(model_dir: Path) -> tuple[dict | None, dict | None]:

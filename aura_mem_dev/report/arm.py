@@ -105,6 +105,14 @@ def render_markdown(panel: dict, train: dict | None, backbone_meta: dict | None)
         "(held out); Wilson 95% intervals. Chance of hitting the cued pad: 1/3. "
         "`random`/`periodic` run the trained AURA layer at `aura`'s measured writes per "
         "memory step.",
+        *(
+            [
+                "Re-run with `--update` after their weights changed (the other rows are "
+                "the full run's, same seeds): " + ", ".join(panel["updated_arms"]) + "."
+            ]
+            if panel.get("updated_arms")
+            else []
+        ),
         *threshold_note(panel, train),
         "",
         *table(
