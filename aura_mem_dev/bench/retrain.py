@@ -163,17 +163,21 @@ def render(result: dict) -> str:
             lines.append(
                 f"| {r['episodes']} | {r.get('seed', 0)} | {r['env']} | not saved "
                 f"(rc {r['train_rc']}) | | | "
-                f"{r.get('record_seconds', 0):.0f} | {r['train_seconds']:.0f} |"
+                f"{_record_cell(r)} | {r['train_seconds']:.0f} |"
             )
             continue
         lo, hi = r["ci95"]
         lines.append(
             f"| {r['episodes']} | {r.get('seed', 0)} | {r['env']} | {r['success']:.3f} | "
             f"[{lo:.3f}, {hi:.3f}] | "
-            f"{r['writes_per_episode']:.2f} | {r.get('record_seconds', 0):.0f} | "
-            f"{r['train_seconds']:.0f} |"
+            f"{r['writes_per_episode']:.2f} | {_record_cell(r)} | {r['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _record_cell(row: dict) -> str:
+    seconds = row.get("record_seconds")
+    return "reused" if not seconds else f"{seconds:.0f}"
 
 
 def run(args: argparse.Namespace) -> int:
