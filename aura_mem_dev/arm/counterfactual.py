@@ -31,7 +31,10 @@ calibrate the threshold in both modes (``calibrate_never_reset``). Measured on t
 validation seeds (``python -m aura_mem_dev.arm.never_reset_probe``; reset / never-reset
 success, never-reset writes/episode): shipped 0.95 / 0.275, 0.05; gate + key/query/value/head
 (lr x0.1) on half streams 0.70 / 0.25, 0.28; the same + beta + ``follow_budget_every=50``
-0.775 / 0.20, 0.08; none helps, and the reason is the memory, not the gate: with the
+0.775 / 0.20, 0.08; the gate alone on half streams with ``follow_budget_every=50``: its
+probabilities collapse (closed-loop writes per chunk jump from 0 at threshold 0.148 to 0.08
+reset / 0.003 never-reset at 0.134), so no threshold meets the budget and it ends shut.
+None helps, and the reason is the memory, not the gate: with the
 writes forced onto exactly the cue-lit chunks (``--oracle-cue-writes``, an evaluation-only
 diagnostic) the shipped layer succeeds 0.875 with a fresh memory per episode but 0.075 (and
 completes only 0.325) in never-reset mode. The cue is held in WHICH key direction was
