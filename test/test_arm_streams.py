@@ -94,3 +94,13 @@ def test_follow_budget_sets_the_threshold_to_the_write_budget_on_its_batches() -
     threshold = layer.config.threshold
     callback("iteration", None, {"it": 0})  # not on the schedule: unchanged
     assert layer.config.threshold == threshold
+
+
+def test_a_sampler_without_streams_draws_what_it_always_did() -> None:
+    """stream_len must not change the batches when there are no streams (the shipped
+    weights' refit draws its batches this way; an extra draw changed them)."""
+    seqs = toy_sequences([3, 5, 4, 6, 2, 7])
+    plain = seqs.sampler(8, seed=5)
+    unused = seqs.sampler(8, seed=5, pair_fraction=0.0, stream_len=(2, 3))
+    for _ in range(3):
+        assert torch.equal(plain(0).features, unused(0).features)

@@ -92,7 +92,9 @@ class ArmSequences:
             second = torch.randint(len(self), (batch_size,), generator=gen).tolist()
             paired = (torch.rand(batch_size, generator=gen) < pair_fraction).tolist()
             rows = [(a, b) if p else (a,) for a, b, p in zip(first, second, paired, strict=True)]
-            if hi > 2:  # longer streams: more draws (pairs alone keep the draws above)
+            # longer streams: more draws (none without streams, so that a sampler without
+            # them draws exactly what it always did: the shipped weights' batches)
+            if pair_fraction > 0 and hi > 2:
                 more = torch.randint(len(self), (batch_size, hi - 2), generator=gen).tolist()
                 extra = torch.randint(lo - 2, hi - 1, (batch_size,), generator=gen).tolist()
                 rows = [
