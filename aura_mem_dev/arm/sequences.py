@@ -68,12 +68,23 @@ class ArmSequences:
             mask[j, :t] = 1.0
         return SequenceBatch(feats, base, labels, mask)
 
-    def sampler(self, batch_size: int, seed: int, pair_fraction: float = 0.0):
+    def sampler(
+        self,
+        batch_size: int,
+        seed: int,
+        pair_fraction: float = 0.0,
+        stream_len: tuple[int, int] = (2, 2),
+    ):
         """A batch source for ``core.train.train_aura``: random sequences, fixed seed.
 
-        ``pair_fraction`` of the rows are two random episodes back to back, so the layer
-        also learns to replace a cue it holds from the previous task.
+        ``pair_fraction`` of the rows are streams: ``stream_len`` = (lo, hi) random episodes
+        back to back, the memory carried across every boundary (a robot that is never reset),
+        so the layer also learns to replace a cue it holds from the previous task. Any
+        concatenation is a valid stream: the labels are the expert's, whoever drove.
         """
+        lo, hi = stream_len
+        if not 2 <= lo <= hi:
+            raise ValueError(f"stream_len must be (lo, hi) with 2 <= lo <= hi, got {stream_len}")
         gen = torch.Generator().manual_seed(seed)
 
         def draw(_: int) -> SequenceBatch:
@@ -81,6 +92,15 @@ class ArmSequences:
             second = torch.randint(len(self), (batch_size,), generator=gen).tolist()
             paired = (torch.rand(batch_size, generator=gen) < pair_fraction).tolist()
             rows = [(a, b) if p else (a,) for a, b, p in zip(first, second, paired, strict=True)]
+            # longer streams: more draws (none without streams, so that a sampler without
+            # them draws exactly what it always did: the shipped weights' batches)
+            if pair_fraction > 0 and hi > 2:
+                more = torch.randint(len(self), (batch_size, hi - 2), generator=gen).tolist()
+                extra = torch.randint(lo - 2, hi - 1, (batch_size,), generator=gen).tolist()
+                rows = [
+                    row + tuple(m[:n]) if len(row) == 2 else row
+                    for row, m, n in zip(rows, more, extra, strict=True)
+                ]
             return self.batch(rows)
 
         return draw

@@ -326,6 +326,10 @@ def quick_recipe() -> Recipe:
             rollout_episodes=2,
             validation_episodes=2,
             calibration_iterations=2,
+            # the never-reset options (off in the full recipe) run here too
+            stream_fraction=0.5,
+            calibrate_never_reset=True,
+            follow_budget_every=1,
         ),
     )
 
