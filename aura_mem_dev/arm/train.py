@@ -152,14 +152,7 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     rounds = []
     layer, stats = fit_aura(seqs, mcfg, "AURA round 0")
     for r in range(cfg.rounds):
-        mix = cfg.expert_mix[r] if r < len(cfg.expert_mix) else 0.0
-        runtime = AuraRuntime(layer, gate="learned", fused=False)
-        eps = collect(
-            task,
-            seeds.take(cfg.episodes_per_round),
-            lambda s, rt=runtime, m=mix: agent_driver(ChunkAgent(backbone, rt), m, s),
-            progress=f"AURA rollouts {r}",
-        )
+        mix, eps = aura_rollouts(task, backbone, layer, seeds, cfg, r)
         seqs.add(net, eps)
         val_stats = closed_loop(task, ChunkAgent(backbone, AuraRuntime(layer, fused=False)), val)
         rounds.append(
@@ -201,6 +194,24 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     report["kv_seconds"] = round(time.time() - t1, 1)
 
 
+def aura_rollouts(task, backbone, layer, seeds: _Seeds, cfg: ArmTrainConfig, r: int):
+    """DAgger round ``r``'s episodes, driven by the gated layer (expert chunks mixed in at the
+    round's rate) -> (the mix, the episodes)."""
+    from aura_mem_dev.arm.data import collect
+    from aura_mem_ros.core.runtime import AuraRuntime
+    from aura_mem_ros.sim.arm.loop import ChunkAgent
+
+    mix = cfg.expert_mix[r] if r < len(cfg.expert_mix) else 0.0
+    runtime = AuraRuntime(layer, gate="learned", fused=False)
+    eps = collect(
+        task,
+        seeds.take(cfg.episodes_per_round),
+        lambda s: agent_driver(ChunkAgent(backbone, runtime), mix, s),
+        progress=f"AURA rollouts {r}",
+    )
+    return mix, eps
+
+
 def train_kv_arm(backbone, task, seqs, seeds: _Seeds, cfg: ArmTrainConfig, val: list[int]):
     """Step 4: the always-write KV arm on ``seqs`` (the memory data), then one round of its
     own rollouts (``cfg.kv_round_episodes`` seeds from ``seeds``) and a refit on everything;
@@ -238,7 +249,6 @@ def retrain_kv_only(out: Path, cfg: ArmTrainConfig) -> dict:
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.core.kv import save_kv
-    from aura_mem_ros.core.runtime import AuraRuntime
     from aura_mem_ros.sim.arm.env import ArmTaskConfig
     from aura_mem_ros.sim.arm.loop import ChunkAgent
 
@@ -260,14 +270,7 @@ def retrain_kv_only(out: Path, cfg: ArmTrainConfig) -> dict:
     )
     layer = load_aura(out / "aura")
     for r in range(cfg.rounds):
-        mix = cfg.expert_mix[r] if r < len(cfg.expert_mix) else 0.0
-        runtime = AuraRuntime(layer, gate="learned", fused=False)
-        eps = collect(
-            task,
-            seeds.take(cfg.episodes_per_round),
-            lambda s, rt=runtime, m=mix: agent_driver(ChunkAgent(backbone, rt), m, s),
-            progress=f"AURA rollouts {r}",
-        )
+        _, eps = aura_rollouts(task, backbone, layer, seeds, cfg, r)
         seqs.add(backbone.net, eps)
     kv, entry = train_kv_arm(backbone, task, seqs, seeds, cfg, val)
     save_kv(kv, out / "kv")
