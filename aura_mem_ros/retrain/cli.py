@@ -8,7 +8,8 @@ CPUs). The AURA layer (memory, gate, residual head) is trained through time by t
 trainer (``core/train.py``) in ONE continuous run: an always-write warm-up, then the gate
 fitted to the counterfactual action benefit of each write under the write budget. Whole
 episodes are held out for validation (every ``--eval-every`` iterations, the gate deciding as
-in the node); training stops after ``--patience`` validations without improvement and the
+in the node, scored by ``--criterion``: by default the accuracy on the steps memory decides);
+training stops after ``--patience`` validations without improvement and the
 best checkpoint is restored. A layer that is not better than its start on validation is NOT
 saved (warning, exit status 3) unless ``--allow-worse``.
 
