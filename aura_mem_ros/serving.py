@@ -8,6 +8,8 @@ into the same model, so those decisions live here once, without rclpy:
 - ``gate_threshold < 0`` means "the checkpoint's own threshold";
 - ``aura_checkpoint: bundled`` is the AURA layer shipped with the backbone (an untrained one
   when it ships none), ``""`` an untrained layer (residual zero: the backbone's actions);
+  with ``reset_policy: never`` it is the backbone's never-reset layer where one is shipped
+  (a layer trained per episode cannot tell a new episode from the one it just saw);
 - a checkpoint must have been trained for the backbone's feature size and action chunk;
 - the memory's identity (which weights wrote a state file) is derived from all of that.
 """
@@ -102,6 +104,7 @@ class ServingSpec:
     threshold: float | None = None  # None: the checkpoint's own
     seed: int = 0
     fused: bool = True  # the compiled step (core/fused.py) where the gate allows it
+    never_reset: bool = False  # reset_policy never: "bundled" means the never-reset layer
     action_min: tuple[float, ...] = ()
     action_max: tuple[float, ...] = ()
 
@@ -126,6 +129,7 @@ class ServingSpec:
             threshold=gate_threshold(values.get("gate_threshold")),
             seed=int(values.get("seed") or 0),
             fused=bool(values.get("fused_step", True)),
+            never_reset=str(values.get("reset_policy") or "") == "never",
             action_min=tuple(float(v) for v in values.get("action_min") or ()),
             action_max=tuple(float(v) for v in values.get("action_max") or ()),
         )
@@ -136,6 +140,8 @@ class ServingSpec:
     def resolve_checkpoint(self, backbone: Backbone) -> str:
         """The checkpoint directory this spec serves on ``backbone`` ("" = untrained)."""
         if self.aura_checkpoint == BUNDLED:
+            if self.never_reset and backbone.bundled_aura_checkpoint(never_reset=True):
+                return backbone.bundled_aura_checkpoint(never_reset=True) or ""
             return backbone.bundled_aura_checkpoint() or ""
         return self.aura_checkpoint
 

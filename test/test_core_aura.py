@@ -9,6 +9,7 @@ from aura_mem_ros.core.baselines import METHODS, GRUMemory, kv_cache
 from aura_mem_ros.core.checkpoint import init_aura
 from aura_mem_ros.core.config import AuraConfig
 from aura_mem_ros.core.gates import GATES
+from aura_mem_ros.core.memory import MemoryState
 from aura_mem_ros.core.train import SequenceBatch, action_loss
 
 # Tiny tensor ops: extra threads only contend for the shared CPU (10x slower under load).
@@ -104,3 +105,33 @@ def test_every_benchmark_method_is_registered() -> None:
         "aura", "always_fast_weight", "gru", "kv_cache", "reconstruction",
         "similarity", "random", "periodic", "oracle",
     }  # fmt: skip
+
+
+def test_a_head_that_reads_the_last_value_tells_apart_states_with_the_same_read() -> None:
+    """head_reads: two memories whose read Wᵀq̂ is the same but whose newest write differs
+    give different actions, unless the head reads r alone."""
+    torch.manual_seed(0)
+    x, base = torch.randn(1, 16), torch.zeros(1, 2, 3)
+    state_a = MemoryState(torch.zeros(1, 32, 32), torch.randn(1, 32))
+    state_b = MemoryState(torch.zeros(1, 32, 32), torch.randn(1, 32))
+    never = torch.zeros(1)
+    for reads in ("read", "read_and_last", "last"):
+        config = AuraConfig(d_model=16, chunk_size=2, action_dim=3, head_reads=reads)
+        layer = init_aura(config, seed=1)
+        torch.nn.init.normal_(layer.head.out.weight, std=0.1)
+        with torch.no_grad():
+            a = layer.step(x, base, state_a, write=never).action
+            b = layer.step(x, base, state_b, write=never).action
+        assert torch.equal(a, b) is (reads == "read")
+
+
+def test_a_layer_that_acts_before_writing_keeps_a_writes_effect_for_later_steps() -> None:
+    config = AuraConfig(d_model=16, chunk_size=2, action_dim=3, act_before_write=True)
+    layer = init_aura(config, seed=1)
+    torch.nn.init.normal_(layer.head.out.weight, std=0.1)
+    x, base = torch.randn(1, 3, 16), torch.zeros(1, 3, 2, 3)
+    with torch.no_grad():
+        silent = layer.forward_sequence(x, base, writes=torch.zeros(1, 3))
+        first = layer.forward_sequence(x, base, writes=torch.tensor([[1.0, 0.0, 0.0]]))
+    torch.testing.assert_close(first.actions[:, 0], silent.actions[:, 0])  # not this step
+    assert not torch.allclose(first.actions[:, 1:], silent.actions[:, 1:])  # later ones

@@ -15,9 +15,16 @@ from aura_mem_ros.core.runtime import AuraRuntime
 torch.set_num_threads(1)
 
 
-def _layer(d_model: int, seed: int) -> torch.nn.Module:
-    """A layer whose head changes the action and whose gate writes on some steps only."""
-    config = AuraConfig(d_model=d_model, chunk_size=4, action_dim=7)
+def _layer(d_model: int, seed: int, head_reads: str = "read") -> torch.nn.Module:
+    """A layer whose head changes the action and whose gate writes on some steps only
+    (a head that reads m also acts before writing, as a never-reset layer does)."""
+    config = AuraConfig(
+        d_model=d_model,
+        chunk_size=4,
+        action_dim=7,
+        head_reads=head_reads,
+        act_before_write=head_reads != "read",
+    )
     layer = init_aura(config, seed=seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -47,9 +54,21 @@ def _run(runtime: AuraRuntime, feats: np.ndarray, bases: np.ndarray) -> tuple[li
     return np.stack(actions), np.array(writes), np.array(probs)
 
 
-@pytest.mark.parametrize(("d_model", "seed"), [(24, 0), (512, 1), (4096, 2)])
-def test_fused_learned_gate_matches_the_reference_step(d_model: int, seed: int) -> None:
-    layer = _layer(d_model, seed)
+@pytest.mark.parametrize(
+    ("d_model", "seed", "head_reads"),
+    [
+        (24, 0, "read"),
+        (512, 1, "read"),
+        (4096, 2, "read"),
+        (24, 4, "read_and_last"),
+        (512, 5, "read_and_last"),
+        (24, 7, "last"),
+    ],
+)
+def test_fused_learned_gate_matches_the_reference_step(
+    d_model: int, seed: int, head_reads: str
+) -> None:
+    layer = _layer(d_model, seed, head_reads)
     feats, bases = _inputs(300, d_model, seed)
     fused, reference = AuraRuntime(layer), AuraRuntime(layer, fused=False)
     assert fused._fused is not None and reference._fused is None

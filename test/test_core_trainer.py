@@ -208,3 +208,26 @@ def test_memory_accuracy_counts_only_the_steps_the_backbone_gets_wrong() -> None
 def test_an_unknown_criterion_is_refused() -> None:
     with pytest.raises(ValueError, match="criterion"):
         TrainerConfig(criterion="success")
+
+
+def test_a_censored_tail_fits_the_gate_only_where_the_whole_window_was_seen() -> None:
+    """censor_tail: the gate is not taught "useless" for writes whose payoff lies past the
+    end of the training window (a never-reset stream's last episode)."""
+    from aura_mem_ros.core.objectives import Context
+
+    layer = init_aura(AuraConfig(d_model=16, chunk_size=1, action_dim=7, discrete=True), seed=2)
+    torch.nn.init.normal_(layer.head.out.weight, std=0.5)
+    batch = _random_batch(b=3, t=7)  # row 0 has 5 real steps, rows 1-2 have 7
+
+    def gate_loss(horizon: int, censor: bool) -> float:
+        objective = CounterfactualGate(
+            horizon=horizon, dense_fraction=0.0, explore_rows=0.0, censor_tail=censor
+        )
+        ctx = Context(0, 10, 0.05, None, torch.Generator().manual_seed(0), warm=False)
+        return float(objective.training_pass(layer, batch, ctx)[1])
+
+    assert gate_loss(8, censor=False) > 0
+    assert gate_loss(8, censor=True) == 0  # no step has 8 observed steps ahead of it
+    assert gate_loss(3, censor=True) > 0
+    with pytest.raises(ValueError, match="needs a horizon"):
+        CounterfactualGate(censor_tail=True)

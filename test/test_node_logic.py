@@ -336,6 +336,25 @@ def test_bundled_checkpoint_is_the_backbones_shipped_layer() -> None:
     )
 
 
+def test_bundled_under_reset_policy_never_is_the_never_reset_layer_where_one_ships() -> None:
+    class Ships:
+        def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
+            return "/models/aura_never_reset" if never_reset else "/models/aura"
+
+    class ShipsOnePerEpisode:
+        def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
+            return None if never_reset else "/models/aura"
+
+    def resolved(policy: str, backbone: object) -> str:
+        params = {"backbone": "mini", "aura_checkpoint": "bundled", "reset_policy": policy}
+        return ServingSpec.from_params(params).resolve_checkpoint(backbone)  # type: ignore[arg-type]
+
+    assert resolved("never", Ships()) == "/models/aura_never_reset"
+    assert resolved("instruction_change", Ships()) == "/models/aura"
+    assert resolved("service", Ships()) == "/models/aura"
+    assert resolved("never", ShipsOnePerEpisode()) == "/models/aura"
+
+
 def test_fused_step_parameter_serves_the_same_actions_and_memory_identity() -> None:
     """fused_step only changes how the step is computed: same actions, writes, state key."""
     mini = make_backbone("mini")

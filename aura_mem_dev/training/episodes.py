@@ -78,12 +78,13 @@ def expert_driver(noise: float, rng: random.Random) -> PolicyFn:
     return act
 
 
-def agent_driver(agent: Agent, mix: float, rng: random.Random) -> PolicyFn:
-    """The agent drives (memory reset per episode); ``mix``: chance of executing the
-    expert's action instead (early DAgger rounds reach the fork with the cue seen)."""
+def agent_driver(agent: Agent, mix: float, rng: random.Random, reset: bool = True) -> PolicyFn:
+    """The agent drives (memory reset per episode, or with ``reset`` False never: the
+    episodes are one never-reset run); ``mix``: chance of executing the expert's action
+    instead (early DAgger rounds reach the fork with the cue seen)."""
 
     def act(obs: SimObs, t: int, env: gym.Env, seen: bool) -> int:
-        if t == 0:
+        if t == 0 and reset:
             agent.reset()
         step = agent.act(obs)  # stepped on expert steps too: memory sees the same stream
         return expert_action(env, seen) if mix > 0 and rng.random() < mix else step.action

@@ -6,6 +6,10 @@
 2. the AURA layer on top (``recipes.train_aura_dagger``: expert action labels, closed-loop
    DAgger, counterfactual gate, NO oracle schedule)            -> OUT/aura/
 3. the always-write KV-cache arm, same trainer, same data      -> OUT/kv/
+4. with ``--never-reset`` (or alone: ``--only-never-reset``), an AURA layer for
+   ``reset_policy: never`` (``recipes.train_never_reset``, from scratch on streams of
+   consecutive episodes; not shipped: it does not pass the never-reset benchmark yet, see
+   ``recipes.NEVER_RESET_RECIPE``)                             -> OUT/aura_never_reset/
 and OUT/train_report.json (timings, DAgger rounds, validations). Fixed seeds, one thread.
 """
 
@@ -32,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep OUT's backbone, retrain only the memory layers",
     )
-    parser.add_argument("--skip-kv", action="store_true", help="train the AURA layer only")
+    parser.add_argument("--skip-kv", action="store_true", help="skip the KV-cache arm")
+    parser.add_argument(
+        "--never-reset", action="store_true", help="also train the never-reset layer (step 4)"
+    )
+    parser.add_argument(
+        "--only-never-reset", action="store_true", help="run step 4 alone, on OUT's backbone"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     # One thread: the machine is shared, and single-threaded float math is reproducible.
@@ -50,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(sys.argv[1:] if argv is None else argv)
     }
     t0 = time.time()
+    if args.only_never_reset:
+        return _never_reset_stage(out, report, t0)
     if not args.skip_backbone:
         report["backbone"] = train_backbone(out)
         report["backbone_seconds"] = round(time.time() - t0, 1)
@@ -69,8 +81,33 @@ def main(argv: list[str] | None = None) -> int:
         save_kv(kv, out / "kv")
         report["kv"] = kv_record
         report["kv_seconds"] = round(time.time() - t2, 1)
+    if args.never_reset:
+        return _never_reset_stage(out, report, t0)
+    return _finish(out, report, t0)
+
+
+def _never_reset_stage(out: Path, report: dict, t0: float) -> int:
+    """Step 4: OUT/aura_never_reset (its own record beside the weights), on OUT's backbone,
+    or the shipped one when OUT holds none (``--only-never-reset --out /tmp/nr``)."""
+    from aura_mem_dev.training.recipes import train_never_reset
+    from aura_mem_ros.backbones.mini import MiniBackbone
+    from aura_mem_ros.core.checkpoint import save_aura
+
+    t3 = time.time()
+    has_backbone = (out / "model.safetensors").is_file()
+    layer, record = train_never_reset(MiniBackbone(out if has_backbone else DEFAULT_MODEL_DIR))
+    save_aura(layer, out / "aura_never_reset")
+    (out / "aura_never_reset" / "train_meta.json").write_text(
+        json.dumps(record, indent=1, default=str) + "\n"
+    )
+    report["never_reset_seconds"] = round(time.time() - t3, 1)
+    return _finish(out, report, t0)
+
+
+def _finish(out: Path, report: dict, t0: float) -> int:
     report["total_seconds"] = round(time.time() - t0, 1)
-    (out / "train_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    name = "train_report.json" if "aura" in report else "train_report_never_reset.json"
+    (out / name).write_text(json.dumps(report, indent=1, default=str) + "\n")
     print(f"trained in {report['total_seconds']} s -> {out}")
     return 0
 

@@ -237,9 +237,10 @@ class ArmMiniBackbone(Backbone):
             action=chunk[0].numpy().astype(np.float32),
         )
 
-    def bundled_aura_checkpoint(self) -> str | None:
-        """``make train-arm`` writes the AURA layer for these weights beside them."""
-        aura_dir = self._model_dir / "aura"
+    def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
+        """``make train-arm`` writes the AURA layer for these weights beside them (and, where
+        it trains one, the never-reset layer in ``aura_never_reset``)."""
+        aura_dir = self._model_dir / ("aura_never_reset" if never_reset else "aura")
         return str(aura_dir) if (aura_dir / "aura_config.json").is_file() else None
 
     def model_id(self) -> str:

@@ -69,8 +69,9 @@ class Backbone(ABC):
     def step(self, obs: Observation) -> BackboneOutput:
         """Map one observation to features and the base action chunk."""
 
-    def bundled_aura_checkpoint(self) -> str | None:
-        """The AURA layer shipped for these exact weights (``aura_checkpoint: bundled``), if any."""
+    def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
+        """The AURA layer shipped for these exact weights (``aura_checkpoint: bundled``), if
+        any; ``never_reset``: the one trained for ``reset_policy: never``, if any."""
         return None
 
     def model_id(self) -> str:

@@ -12,6 +12,12 @@ Per step, from backbone features x and base action a_base:
     action   = a_base + head(x, r) + g (head(x, r⁺) - head(x, r))
     W, m     ← memory.write(W, m; g)
 
+With ``config.act_before_write`` the action is a_base + head(x, r): a write serves only later
+steps. With ``config.head_reads`` "read_and_last" the head reads [r, m], with "last" m alone
+(m: the last value written, v if this step writes) instead of r: the newest write, which a
+never-reset layer needs to tell "this episode's cue is stored" from "an older cue, then an
+end-of-episode write".
+
 The head's last layer starts at zero, so an untrained or silent memory returns a_base
 exactly. The gate sees the one-step surprise as a feature, but is trained on the action
 error of whole sequences (see ``train.py``), which is what lets it store delayed cues.
@@ -80,7 +86,9 @@ class AuraLayer(nn.Module):
         self.value = nn.Linear(c.d_model, c.d_val)
         self.query = nn.Linear(c.d_model, c.d_key)
         self.beta_logit = nn.Parameter(torch.tensor(math.log(c.beta_init / (1 - c.beta_init))))
-        self.head = ResidualHead(c.d_model, c.d_val, c.head_hidden, c.chunk_size, c.action_dim)
+        self.head = ResidualHead(
+            c.d_model, c.head_mem_width, c.head_hidden, c.chunk_size, c.action_dim
+        )
         # gate input = [x, r, log1p|e|, log1p Δa]
         self.gate_in = nn.Linear(c.d_model + c.d_val + 2, c.gate_hidden)
         self.gate_out = nn.Linear(c.gate_hidden, 1)
@@ -128,9 +136,15 @@ class AuraLayer(nn.Module):
         r = memory.read(state, q_hat)
         e = memory.inner_error(state, k_hat, v)
         r_written = r + beta * (k_hat * q_hat).sum(-1, keepdim=True) * e
+        read_keep, read_write = r, r_written  # what the head reads: (B, head_mem_width)
+        if self.config.head_reads == "read_and_last":
+            read_keep = torch.cat([r, state.m], -1)
+            read_write = torch.cat([r_written, v], -1)  # a write makes v the last value
+        elif self.config.head_reads == "last":
+            read_keep, read_write = state.m, v
         # both candidate actions in one pass: memory as it is / memory if this step writes
         a_keep, a_write = self.head.from_parts(
-            torch.stack([hx, hx]), torch.stack([r, r_written])
+            torch.stack([hx, hx]), torch.stack([read_keep, read_write])
         ).unbind(0)
         error_norm = e.detach().norm(dim=-1)
         surprise = (a_write - a_keep).detach().abs().mean(dim=(-2, -1))
@@ -178,7 +192,10 @@ class AuraLayer(nn.Module):
                 # wrongly shut can re-open when writing there turns out to help.
                 g = g + (z - z.detach())  # exactly g in value: (z - z) is 0
         new_state = memory.write(state, k_hat, e, v, beta, g)
-        action = base + a_keep + g[:, None, None] * (a_write - a_keep)
+        if self.config.act_before_write:
+            action = base + a_keep  # this step's write serves later steps only
+        else:
+            action = base + a_keep + g[:, None, None] * (a_write - a_keep)
         return StepOutput(action, g, prob, new_state)
 
     def step(

@@ -18,6 +18,9 @@ class BackboneShape(Protocol):
     discrete: bool
 
 
+HEAD_READS = ("read", "read_and_last", "last")
+
+
 @dataclass(frozen=True)
 class AuraConfig:
     """Everything needed to rebuild an AuraLayer (it is saved next to the weights).
@@ -34,6 +37,15 @@ class AuraConfig:
         the budget controller then removes the writes that do not pay for themselves.
     beta_init: initial write strength of the delta rule (learned scalar in (0, 1)).
     target_write_rate: the write budget in writes/step (None: no budget controller).
+    head_reads: what of the memory the residual head reads: "read" (r = Wᵀq̂), "read_and_last"
+        ([r, m]; m is the last value written, already part of the state, so the state size is
+        unchanged) or "last" (m only). m is the NEWEST write, which r holds only through key
+        overlap: a never-reset layer needs it to tell "cue just stored" from "an older
+        episode's cue, then a later write", and r also carries what earlier episodes left.
+    act_before_write: the action at a step is computed from the memory BEFORE that step's
+        write (the write serves later steps only). A write at the step that makes a decision
+        then cannot change that decision: a never-reset layer can mark "cue used" at the fork
+        itself. Off: the written memory serves the same step (the layer as first trained).
     """
 
     d_model: int
@@ -48,6 +60,8 @@ class AuraConfig:
     gate_init_bias: float = 2.0
     beta_init: float = 0.9
     target_write_rate: float | None = None
+    head_reads: str = "read"
+    act_before_write: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -55,8 +69,13 @@ class AuraConfig:
     def validate(self) -> None:
         sizes = ("d_model", "chunk_size", "action_dim", "d_key", "d_val", "gate_hidden")
         require_positive_ints(self, (*sizes, "head_hidden"))
-        if not isinstance(self.discrete, bool):
-            raise ValueError(f"AuraConfig.discrete must be a bool, got {self.discrete!r}")
+        if self.head_reads not in HEAD_READS:
+            raise ValueError(
+                f"AuraConfig.head_reads must be one of {HEAD_READS}, got {self.head_reads!r}"
+            )
+        for flag in ("discrete", "act_before_write"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"AuraConfig.{flag} must be a bool, got {getattr(self, flag)!r}")
         if self.discrete and self.chunk_size != 1:
             raise ValueError(
                 "a discrete-action AuraConfig has chunk_size 1 (logits of shape 1 x n)"
@@ -72,6 +91,11 @@ class AuraConfig:
                 f"AuraConfig.target_write_rate must lie in (0, 1] or be None, "
                 f"got {self.target_write_rate!r}"
             )
+
+    @property
+    def head_mem_width(self) -> int:
+        """Width of the memory input of the residual head."""
+        return 2 * self.d_val if self.head_reads == "read_and_last" else self.d_val
 
     @property
     def state_nbytes(self) -> int:

@@ -10,12 +10,12 @@ it is one numba-compiled function, on one thread, releasing the GIL:
     k̂, q̂, v    = unit(y_K), unit(y_Q), y_V
     r, e       = Wᵀq̂,  v - Wᵀk̂
     r⁺         = r + β (k̂·q̂) e
-    a_keep     = head_out(gelu(head_x + head_r r))
+    a_keep     = head_out(gelu(head_x + head_r r))      [r, m] / [r⁺, v], or m / v: head_reads
     a_write    = head_out(gelu(head_x + head_r r⁺))
     p          = σ(8 tanh(gate_out(gelu(gate_x + gate_r [r, log1p|e|, log1p Δa])) / 8) - offset)
     g          = p > threshold (learned) | 1 (always) | 0 (never)
     W, m       += g β k̂ eᵀ,  v if g               in place; untouched when g = 0
-    action     = base + (a_write if g else a_keep)
+    action     = base + (a_write if g else a_keep)   a_keep always with act_before_write
 
 The weights are copied out of the layer and rearranged once, and copied again whenever a
 parameter or buffer of the layer changes (its version counter or storage), so training the
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from aura_mem_ros.core.aura import GATE_LOGIT_BOUND, AuraLayer
+from aura_mem_ros.core.config import HEAD_READS
 from aura_mem_ros.core.gates import FUSED_GATES
 
 _GATE_MODE = {"learned": 0, "always": 1, "never": 2}
@@ -49,12 +50,13 @@ class FusedWeights(NamedTuple):
     x_weight_t: np.ndarray  # (d_model, rows): all projections of x, so x @ W is row-major
     x_bias: np.ndarray  # (rows,)
     split: np.ndarray  # (4,) row offsets: key | value | query | head_x | gate_x
-    head_r_t: np.ndarray  # (d_val, head_hidden)
+    head_r_t: np.ndarray  # (head_mem_width, head_hidden)
     head_out_t: np.ndarray  # (head_hidden, chunk * action_dim)
     head_out_b: np.ndarray  # (chunk * action_dim,)
     gate_mem_t: np.ndarray  # (d_val + 2, gate_hidden): the [r, log1p|e|, log1p Δa] part
     gate_out_w: np.ndarray  # (gate_hidden,)
-    scalars: np.ndarray  # (3,) float64: gate_out bias, β, gate offset
+    scalars: np.ndarray  # (5,) float64: gate_out bias, β, gate offset, act_before_write,
+    #                      head_reads (0 read, 1 read_and_last, 2 last)
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -73,7 +75,13 @@ def fuse_weights(layer: AuraLayer) -> FusedWeights:
     with torch.no_grad():
         weight = torch.cat([w.detach().cpu() for w, _ in x_parts], 0)
         bias = torch.cat([b.detach().cpu() for _, b in x_parts], 0)
-        scalars = [float(layer.gate_out.bias[0]), float(layer.beta), float(layer.gate_offset)]
+        scalars = [
+            float(layer.gate_out.bias[0]),
+            float(layer.beta),
+            float(layer.gate_offset),
+            float(c.act_before_write),
+            float(HEAD_READS.index(c.head_reads)),
+        ]
         return FusedWeights(
             x_weight_t=_numpy(weight.t()),
             x_bias=_numpy(bias),
@@ -137,8 +145,14 @@ def _fused_step(
     r = _vec_mat(q_hat, w_mem, zero)
     e = v - _vec_mat(k_hat, w_mem, zero)
     r_written = r + np.float32(beta * np.sum(k_hat * q_hat)) * e
-    a_keep = _vec_mat(_gelu(_vec_mat(r, head_r_t, hx)), head_out_t, head_out_b)
-    a_write = _vec_mat(_gelu(_vec_mat(r_written, head_r_t, hx)), head_out_t, head_out_b)
+    read_keep, read_write = r, r_written
+    if s[4] == 1.0:  # the head also reads m, the last value written
+        read_keep = np.concatenate((r, m_mem))
+        read_write = np.concatenate((r_written, v))
+    elif s[4] == 2.0:  # m alone
+        read_keep, read_write = m_mem.copy(), v
+    a_keep = _vec_mat(_gelu(_vec_mat(read_keep, head_r_t, hx)), head_out_t, head_out_b)
+    a_write = _vec_mat(_gelu(_vec_mat(read_write, head_r_t, hx)), head_out_t, head_out_b)
     if mode == 0:
         feats = np.empty(gate_mem_t.shape[0], dtype=w_mem.dtype)
         feats[:-2] = r
@@ -158,7 +172,7 @@ def _fused_step(
             for j in range(w_mem.shape[1]):
                 w_mem[i, j] += step * e[j]
         m_mem[:] = v
-    action = base.ravel() + (a_write if wrote else a_keep)
+    action = base.ravel() + (a_write if wrote and s[3] == 0.0 else a_keep)
     return action.reshape(base.shape), wrote, prob
 
 

@@ -145,6 +145,10 @@ class CounterfactualGate:
     benefit_rows: share of the gate rows whose benefits are measured (and the gate fitted
     on): a cost knob for long sequences.
     price_floor: nats (summed over the window) a write must at least pay, even under budget.
+    censor_tail: with a horizon H, fit the gate only on steps whose H-step window lies inside
+    the sequence. Near the end of a training window a write's benefit is not zero but
+    unobserved: a write that pays off in the NEXT episode (never-reset streams: a mark that
+    the cue was used) would otherwise be taught "useless" at every sequence's last episode.
     """
 
     horizon: int | None = None
@@ -153,6 +157,7 @@ class CounterfactualGate:
     explore_rate: float = 0.1
     benefit_rows: float = 1.0
     price_floor: float = 0.05
+    censor_tail: bool = False
     gate: str = "learned"
     learned: bool = True
     stats: dict[str, float] = field(default_factory=dict)
@@ -165,6 +170,8 @@ class CounterfactualGate:
                 raise ValueError(f"{name} must lie in [0, 1]")
         if not 0.0 <= self.explore_rate < 1.0:
             raise ValueError("explore_rate must lie in [0, 1)")
+        if self.censor_tail and self.horizon is None:
+            raise ValueError("censor_tail needs a horizon (exact benefits reach every step)")
 
     def threshold(self) -> float | None:
         return None  # the layer's own configured threshold: nothing is folded in
@@ -197,9 +204,13 @@ class CounterfactualGate:
             benefit = write_benefits(model, sub, schedule[gate_rows], self.horizon)
             want = (benefit > ctx.price).float()  # (b, T) the decisions the gate should make
             m = sub.mask
+            if self.censor_tail:  # only steps whose whole window was observed
+                t_idx = torch.arange(m.shape[1])[None]
+                m = m * (t_idx + self.horizon <= m.sum(1, keepdim=True)).float()
             probs = out.write_probs[gate_rows].clamp(1e-6, 1 - 1e-6)
-            gate_loss = (F.binary_cross_entropy(probs, want, reduction="none") * m).sum() / m.sum()
-            self.stats["benefit_pos"] = float((want * m).sum() / m.sum())
+            bce = F.binary_cross_entropy(probs, want, reduction="none")
+            gate_loss = (bce * m).sum() / m.sum().clamp_min(1.0)
+            self.stats["benefit_pos"] = float((want * m).sum() / m.sum().clamp_min(1.0))
         return out, gate_loss, rate
 
 

@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return arm_main(argv)
     args = parse_args(argv)
     aura_dir = args.model_dir / "aura"
+    if args.no_reset and (args.model_dir / "aura_never_reset").is_dir():
+        aura_dir = args.model_dir / "aura_never_reset"  # what `bundled` serves under `never`
     if not (args.model_dir / "model.safetensors").is_file() or not aura_dir.is_dir():
         print(
             f"[demo] weights missing in {args.model_dir}: run `make train-default`", file=sys.stderr
