@@ -16,8 +16,8 @@ MiniGrid-MemoryS13 it falls to chance, see ``docs/results/never_reset.md``). A n
 instruction is exactly where a stale cue would mislead it, and the robot says when that is.
 ``never`` is for a layer trained on streams of consecutive episodes that passes the never-reset
 benchmark (``make bench-never-reset``; ``aura_checkpoint: bundled`` then serves the backbone's
-``aura_never_reset/`` layer where one ships: none does yet); ``service`` for a deployment whose supervisor knows
-better than the instruction stream when a task begins.
+``aura_never_reset/`` layer where one ships: none does yet); ``service`` for a deployment
+whose supervisor knows better than the instruction stream when a task begins.
 
 Persistence follows the policy: under ``instruction_change`` the state file is bound to the
 model AND the instruction (a restart under another instruction starts fresh, as an
