@@ -11,7 +11,10 @@ episodes are held out for validation (every ``--eval-every`` iterations, the gat
 in the node, scored by ``--criterion``: by default the accuracy on the steps memory decides);
 training stops after ``--patience`` validations without improvement and the
 best checkpoint is restored. A layer that is not better than its start on validation is NOT
-saved (warning, exit status 3) unless ``--allow-worse``.
+saved (warning, exit status 3) unless ``--allow-worse``. ``--refit`` then trains a fresh layer
+on every episode, held-out ones included, for the iterations validation chose, and saves that
+one (a few dozen episodes: the held-out fifth is a quarter more examples of each memory
+decision; the README's small-data recipe).
 
 Output (what the node loads with ``-p aura_checkpoint:=DIR``): aura.safetensors,
 aura_config.json, model_card.json (validation loss and write rate before/after, budget,
@@ -37,6 +40,11 @@ from aura_mem_ros.retrain.data import Episode, to_batch, windows
 from aura_mem_ros.retrain.features import TrainingData, load_training_data
 
 CRITERIA = ("memory_accuracy", "accuracy", "loss")  # core.train.CRITERIA, without importing torch
+# --refit: how much worse (criterion units: 0.05 = 5 points of accuracy) the refit layer may
+# fit the first run's training episodes than the first run's layer and still be used. A
+# refit stuck before the head learned to read memory is tens of points worse; one that
+# merely spread its fit over a quarter more episodes is within a point or two.
+REFIT_TOLERANCE = 0.05
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.3,
         help="share of training windows written at random densely (teaches the head to read)",
     )
-    p.add_argument("--head-hidden", type=int, default=512, help="residual head width (fresh)")
+    p.add_argument(
+        "--head-hidden",
+        type=int,
+        default=512,
+        help="residual head width (fresh); a few dozen episodes: 128 (with --refit, the "
+        "README's small-data recipe)",
+    )
     p.add_argument(
         "--rate-slack",
         type=float,
@@ -250,13 +264,16 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
     result = Trainer(layer, source, objective, config, val_batches, callbacks).train()
     refit = None
     if args.refit and result.improved and result.best_it >= 0:
-        layer, refit = _refit(args, episodes, backbone, config, callbacks, result)
+        refit_layer, refit = _refit(
+            args, episodes, train_w, layer, backbone, config, result.best_it + 1, callbacks
+        )
+        layer = refit_layer if refit["used"] else layer
     config_out = dataclasses.replace(layer.config, target_write_rate=args.budget)
     final = AuraLayer(config_out)
     final.load_state_dict(layer.state_dict())
     final.eval()
     after = validate(final, val_batches, "learned", None)  # as the node runs it
-    if refit is not None:  # the refit trained on the held-out episodes too: not held out
+    if refit and refit["used"]:  # the refit trained on the held-out episodes too
         after = result.best_val
     before = result.start_val
     losses = {h["it"]: h["loss"] for h in result.history}
@@ -302,7 +319,15 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
         },
         "budget_writes_per_step": args.budget,
         "threshold": round(float(config_out.threshold), 6),
-        "validation": {"before": _rounded(before), "after": _rounded(after)},
+        "validation": {
+            "before": _rounded(before),
+            "after": _rounded(after),
+            **(
+                {"after_of": "the first run's best checkpoint; the saved layer is the refit"}
+                if refit and refit["used"]
+                else {}
+            ),
+        },
         "writes_per_step_val": round(after["write_rate"], 6),
         "meets_budget": after["write_rate"] <= args.budget * args.rate_slack + 1e-9,
         "training": {
@@ -346,21 +371,29 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
 def _refit(
     args: argparse.Namespace,
     episodes: list[Episode],
+    train_w: list[Episode],
+    first: Any,
     backbone: Any,
     config: Any,
+    iterations: int,
     callbacks: list[Any],
-    result: Any,
 ) -> tuple[Any, dict[str, Any]]:
-    """A fresh layer trained on every episode for the iterations validation chose (the
-    best checkpoint's), no validation left to stop it. -> (layer, the card's refit entry)."""
+    """A fresh layer trained on every episode for the ``iterations`` validation chose for
+    ``first`` (the run's restored best checkpoint), with no validation left to stop it.
+
+    The iteration count is a guess carried over from another run (other data, other batch
+    draws): a refit that has not reached the first layer's fit of the first run's OWN
+    training episodes (on the criterion, within ``REFIT_TOLERANCE``; both layers trained on
+    them) is not used, and the first layer is kept. -> (the refit layer, the card's refit
+    entry; "used": whether it is the one saved)."""
     import torch
 
     from aura_mem_ros.core.checkpoint import init_aura
     from aura_mem_ros.core.objectives import CounterfactualGate
-    from aura_mem_ros.core.train import Trainer, validate
+    from aura_mem_ros.core.train import Trainer, criterion_of, validate
 
     torch.manual_seed(args.seed)
-    iterations, discrete = result.best_it + 1, backbone.discrete
+    discrete = backbone.discrete
     all_w = windows(episodes, args.window)
 
     def source(batch_size: int, gen: torch.Generator) -> Any:
@@ -374,12 +407,26 @@ def _refit(
     objective = CounterfactualGate(horizon=args.horizon, dense_fraction=args.dense_fraction)
     refit = Trainer(layer, source, objective, refit_config, None, callbacks).train()
     layer.eval()
-    seen = validate(layer, _batches(all_w, discrete), "learned", None)
+    seen = _batches(train_w, discrete)
+    fit_first = validate(first, seen, "learned", None)
+    fit_refit = validate(layer, seen, "learned", None)
+    gap = criterion_of(fit_refit, args.criterion) - criterion_of(fit_first, args.criterion)
+    used = gap <= REFIT_TOLERANCE
+    if not used:
+        print(
+            "aura-mem-train: WARNING: the --refit layer fits the training episodes worse than "
+            f"the first run's ({_rounded(fit_refit)} vs {_rounded(fit_first)}): the first "
+            "run's layer is kept",
+            file=sys.stderr,
+        )
     entry = {
         "episodes": len(episodes),
         "iterations": iterations,
         "seconds": round(refit.seconds, 1),
-        "in_sample": _rounded(seen),  # every episode was trained on: NOT a held-out figure
+        "used": bool(used),
+        # both layers trained on these episodes: in-sample figures, NOT held-out ones
+        "train_episodes_fit": {"first": _rounded(fit_first), "refit": _rounded(fit_refit)},
+        "in_sample": _rounded(validate(layer, _batches(all_w, discrete), "learned", None)),
     }
     return layer, entry
 
