@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the steps memory decides (the memoryless backbone misses the label, or the layer "
         "overrode it; discrete actions; falls back to the loss for continuous ones), "
         "accuracy, or the action loss. A layer is saved only if "
-        "it beats its start on the criterion without a worse held-out loss",
+        "it beats its start on the criterion without a worse held-out accuracy on every step "
+        "(memory_accuracy) or loss (accuracy)",
     )
     p.add_argument("--lr", type=float, default=1e-2, help="cosine-decayed to lr/5")
     p.add_argument(
