@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--train-args",
         default="",
-        help="extra aura-mem-train arguments, one string (a recipe, e.g. the small-data one: "
+        help="extra aura-mem-train arguments, one string (a recipe, e.g. "
         "'--head-hidden 128 --refit'); recorded in every row and shown in the table",
     )
     p.add_argument("--work", type=Path, default=None, help="bags + layers (default: a tmp dir)")

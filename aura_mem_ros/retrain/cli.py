@@ -14,7 +14,7 @@ best checkpoint is restored. A layer that is not better than its start on valida
 saved (warning, exit status 3) unless ``--allow-worse``. ``--refit`` then trains a fresh layer
 on every episode, held-out ones included, for the iterations validation chose, and saves that
 one (a few dozen episodes: the held-out fifth is a quarter more examples of each memory
-decision; the README's small-data recipe).
+decision; measured in docs/results/retrain.md).
 
 Output (what the node loads with ``-p aura_checkpoint:=DIR``): aura.safetensors,
 aura_config.json, model_card.json (validation loss and write rate before/after, budget,
@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--head-hidden",
         type=int,
         default=512,
-        help="residual head width (fresh); a few dozen episodes: 128 (with --refit, the "
-        "README's small-data recipe)",
+        help="residual head width (fresh); with a few dozen episodes see the README on "
+        "--head-hidden 128 --refit",
     )
     p.add_argument(
         "--rate-slack",
