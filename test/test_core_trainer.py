@@ -231,3 +231,25 @@ def test_a_censored_tail_fits_the_gate_only_where_the_whole_window_was_seen() ->
     assert gate_loss(3, censor=True) > 0
     with pytest.raises(ValueError, match="needs a horizon"):
         CounterfactualGate(censor_tail=True)
+
+
+def test_memory_accuracy_keeps_a_layer_by_held_out_accuracy_not_loss() -> None:
+    """The save rule behind ``improved``: better on the criterion AND not worse on the rest.
+    For memory_accuracy "the rest" is the accuracy on every step (what a robot executes): a
+    higher held-out loss from a few confident mistakes does not veto it, a lower accuracy
+    does. The loss and accuracy criteria keep the loss guard."""
+    from aura_mem_ros.core.train import _beats, criterion_of
+
+    def m(memory_accuracy: float, accuracy: float, loss: float) -> dict[str, float]:
+        out = {"memory_accuracy": memory_accuracy, "accuracy": accuracy, "loss": loss}
+        return out | {"criterion": criterion_of(out, "memory_accuracy")}
+
+    start = m(0.0, 0.825, 0.468)
+    assert _beats(m(0.6, 0.960, 0.513), start, "memory_accuracy")  # loss up, accuracy up
+    assert not _beats(m(0.6, 0.800, 0.300), start, "memory_accuracy")  # broke other steps
+    assert not _beats(m(0.0, 0.900, 0.600), start, "memory_accuracy")  # criterion not beaten
+    assert not _beats(None, start, "memory_accuracy")
+    acc_start = start | {"criterion": criterion_of(start, "accuracy")}
+    worse_loss = m(0.6, 0.960, 0.513)
+    worse_loss["criterion"] = criterion_of(worse_loss, "accuracy")
+    assert not _beats(worse_loss, acc_start, "accuracy")  # accuracy: the loss guard stays

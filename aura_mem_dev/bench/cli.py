@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,13 +45,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def command_line(sub: str) -> str:
-    """How this run was started, as a user would type it (reports quote it)."""
+    """How this run was started, as a user would type it (reports quote it; shell-quoted, so
+    an argument with spaces such as ``--train-args '--head-hidden 128'`` reads back)."""
     if sys.argv[1:2] == [sub]:
-        return " ".join(["aura-mem-bench", *sys.argv[1:]])
+        return shlex.join(["aura-mem-bench", *sys.argv[1:]])
     script = Path(sys.argv[0])
     with contextlib.suppress(ValueError):
         script = script.resolve().relative_to(Path(__file__).resolve().parents[2])
-    return " ".join(["python", str(script), *sys.argv[1:]])
+    return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

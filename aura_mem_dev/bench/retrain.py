@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[0],
         help="training seeds (initialisation, batches, validation split) per size, on the "
         "same bags: the spread of the recipe",
+    )
+    p.add_argument(
+        "--train-args",
+        default="",
+        help="extra aura-mem-train arguments, one string (a recipe, e.g. "
+        "'--head-hidden 128 --refit'); recorded in every row and shown in the table",
     )
     p.add_argument("--work", type=Path, default=None, help="bags + layers (default: a tmp dir)")
     p.add_argument(
@@ -107,11 +115,13 @@ def train_and_serve(
     from aura_mem_dev.bench.closed_loop import run_panel
     from aura_mem_ros.retrain.cli import main as train
 
-    layer = work / f"aura_{n}_seed{seed}"
+    extra = shlex.split(args.train_args)
+    recipe = re.sub(r"[^A-Za-z0-9]+", "_", " ".join(extra)).strip("_")
+    layer = work / (f"aura_{n}_seed{seed}" + (f"_{recipe}" if recipe else ""))
     t0 = time.perf_counter()
     argv = ["--bags", *bags, "--backbone", "mini", "--out", str(layer), "--quiet"]
     argv += ["--budget", str(args.budget), "--max-iterations", str(args.max_iterations)]
-    argv += ["--feature-cache", str(work / "cache"), "--seed", str(seed)]
+    argv += ["--feature-cache", str(work / "cache"), "--seed", str(seed), *extra]
     rc = train(argv)
     seconds = time.perf_counter() - t0
     runs = []
@@ -119,6 +129,7 @@ def train_and_serve(
         row = {
             "episodes": n,
             "seed": seed,
+            "train_args": " ".join(extra),
             "env": env_id,
             "record_seconds": round(record_seconds, 1),
             "train_seconds": round(seconds, 1),
@@ -152,27 +163,35 @@ def render(result: dict) -> str:
         "",
         "Training: `aura-mem-train`'s defaults (one continuous run of up to 3,000 iterations, "
         "an always-write warm-up, the counterfactual gate, the checkpoint chosen on held-out "
-        "episodes by memory accuracy, patience 40 validations, weight decay 0.05). Wall "
+        "episodes by memory accuracy, patience 40 validations, weight decay 0.05, head width "
+        "512) plus the row's extra arguments (`--train-args`; `--refit`: a fresh layer then "
+        "trained on all episodes for the iterations validation chose). Wall "
         "times: this shared 2-core machine, other jobs running (see NOTES.md).",
         "",
-        "| episodes | seed | env | success | 95% CI | writes / episode | record s | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| episodes | extra arguments | seed | env | success | 95% CI | writes / episode | "
+        "record s | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         if "success" not in r:
             lines.append(
-                f"| {r['episodes']} | {r.get('seed', 0)} | {r['env']} | not saved "
-                f"(rc {r['train_rc']}) | | | "
+                f"| {r['episodes']} | {_args_cell(r)} | {r.get('seed', 0)} | {r['env']} | "
+                f"not saved (rc {r['train_rc']}) | | | "
                 f"{_record_cell(r)} | {r['train_seconds']:.0f} |"
             )
             continue
         lo, hi = r["ci95"]
         lines.append(
-            f"| {r['episodes']} | {r.get('seed', 0)} | {r['env']} | {r['success']:.3f} | "
+            f"| {r['episodes']} | {_args_cell(r)} | {r.get('seed', 0)} | {r['env']} | "
+            f"{r['success']:.3f} | "
             f"[{lo:.3f}, {hi:.3f}] | "
             f"{r['writes_per_episode']:.2f} | {_record_cell(r)} | {r['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _args_cell(row: dict) -> str:
+    return f"`{row['train_args']}`" if row.get("train_args") else "defaults"
 
 
 def _record_cell(row: dict) -> str:

@@ -221,11 +221,17 @@ def validate(
 
 
 def _beats(best: dict[str, float] | None, start: dict[str, float], criterion: str | bool) -> bool:
-    """Better than the start on the criterion and, for an accuracy criterion, not worse on
-    the held-out loss either (a layer that fixes the memory steps by breaking others is not
-    an improvement a robot user wants)."""
+    """Better than the start on the criterion and not worse on the rest of the held-out
+    steps either (a layer that fixes the memory steps by breaking others is not an
+    improvement a robot user wants). For ``memory_accuracy`` "the rest" is the accuracy on
+    every step, the action the robot executes; for ``accuracy`` it is the loss. Not the loss
+    for memory_accuracy: on a few held-out episodes a handful of confidently wrong steps
+    outweigh it (a MiniGrid layer at 0.96/0.93 closed-loop success was refused for a
+    held-out loss of 0.513 against the start's 0.468)."""
     if best is None or best["criterion"] >= start["criterion"]:
         return False
+    if criterion == "memory_accuracy" and math.isfinite(best.get("memory_accuracy", math.nan)):
+        return best["accuracy"] >= start["accuracy"]
     return criterion in (False, "loss") or best["loss"] <= start["loss"]
 
 

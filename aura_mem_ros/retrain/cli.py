@@ -11,7 +11,10 @@ episodes are held out for validation (every ``--eval-every`` iterations, the gat
 in the node, scored by ``--criterion``: by default the accuracy on the steps memory decides);
 training stops after ``--patience`` validations without improvement and the
 best checkpoint is restored. A layer that is not better than its start on validation is NOT
-saved (warning, exit status 3) unless ``--allow-worse``.
+saved (warning, exit status 3) unless ``--allow-worse``. ``--refit`` then trains a fresh layer
+on every episode, held-out ones included, for the iterations validation chose, and saves that
+one (a few dozen episodes: the held-out fifth is a quarter more examples of each memory
+decision; measured in docs/results/retrain.md).
 
 Output (what the node loads with ``-p aura_checkpoint:=DIR``): aura.safetensors,
 aura_config.json, model_card.json (validation loss and write rate before/after, budget,
@@ -37,6 +40,11 @@ from aura_mem_ros.retrain.data import Episode, to_batch, windows
 from aura_mem_ros.retrain.features import TrainingData, load_training_data
 
 CRITERIA = ("memory_accuracy", "accuracy", "loss")  # core.train.CRITERIA, without importing torch
+# --refit: how much worse (criterion units: 0.05 = 5 points of accuracy) the refit layer may
+# fit the first run's training episodes than the first run's layer and still be used. A
+# refit stuck before the head learned to read memory is tens of points worse; one that
+# merely spread its fit over a quarter more episodes is within a point or two.
+REFIT_TOLERANCE = 0.05
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the steps memory decides (the memoryless backbone misses the label, or the layer "
         "overrode it; discrete actions; falls back to the loss for continuous ones), "
         "accuracy, or the action loss. A layer is saved only if "
-        "it beats its start on the criterion without a worse held-out loss",
+        "it beats its start on the criterion without a worse held-out accuracy on every step "
+        "(memory_accuracy) or loss (accuracy)",
     )
     p.add_argument("--lr", type=float, default=1e-2, help="cosine-decayed to lr/5")
     p.add_argument(
@@ -116,7 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.3,
         help="share of training windows written at random densely (teaches the head to read)",
     )
-    p.add_argument("--head-hidden", type=int, default=512, help="residual head width (fresh)")
+    p.add_argument(
+        "--head-hidden",
+        type=int,
+        default=512,
+        help="residual head width (fresh); with a few dozen episodes see the README on "
+        "--head-hidden 128 --refit",
+    )
     p.add_argument(
         "--rate-slack",
         type=float,
@@ -128,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="save the layer even when it is not better than its start on validation "
         "(otherwise nothing is saved and the exit status is 3)",
+    )
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="after the run, train a fresh layer on ALL episodes (held-out ones included) "
+        "for the iterations validation chose, and save that one: with a few dozen episodes "
+        "the held-out fifth is a quarter more examples of each memory decision (the "
+        "validation figures in the card are then the first run's; the write rate is "
+        "re-measured in-sample)",
     )
     p.add_argument("--init", help="start from this checkpoint (fine-tune) instead of fresh")
     p.add_argument("--seed", type=int, default=0)
@@ -239,11 +263,19 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
     objective = CounterfactualGate(horizon=args.horizon, dense_fraction=args.dense_fraction)
     callbacks = [] if args.quiet else [print_progress(args.eval_every)]
     result = Trainer(layer, source, objective, config, val_batches, callbacks).train()
+    refit = None
+    if args.refit and result.improved and result.best_it >= 0:
+        refit_layer, refit = _refit(
+            args, episodes, train_w, layer, backbone, config, result.best_it + 1, callbacks
+        )
+        layer = refit_layer if refit["used"] else layer
     config_out = dataclasses.replace(layer.config, target_write_rate=args.budget)
     final = AuraLayer(config_out)
     final.load_state_dict(layer.state_dict())
     final.eval()
     after = validate(final, val_batches, "learned", None)  # as the node runs it
+    if refit and refit["used"]:  # the refit trained on the held-out episodes too
+        after = result.best_val
     before = result.start_val
     losses = {h["it"]: h["loss"] for h in result.history}
     curve = [
@@ -288,7 +320,15 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
         },
         "budget_writes_per_step": args.budget,
         "threshold": round(float(config_out.threshold), 6),
-        "validation": {"before": _rounded(before), "after": _rounded(after)},
+        "validation": {
+            "before": _rounded(before),
+            "after": _rounded(after),
+            **(
+                {"after_of": "the first run's best checkpoint; the saved layer is the refit"}
+                if refit and refit["used"]
+                else {}
+            ),
+        },
         "writes_per_step_val": round(after["write_rate"], 6),
         "meets_budget": after["write_rate"] <= args.budget * args.rate_slack + 1e-9,
         "training": {
@@ -310,6 +350,7 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
             "batch_size": args.batch_size,
             "seed": args.seed,
             "init": args.init,
+            "refit": refit,
             "curve": curve,
         },
         "load_in_node": f"-p aura_checkpoint:={out.resolve()} -p backbone:={name}",
@@ -326,6 +367,69 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
     (out / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     _plot_curve(curve, card["validation"]["before"], args.budget, out / "training_curve.png")
     return card
+
+
+def _refit(
+    args: argparse.Namespace,
+    episodes: list[Episode],
+    train_w: list[Episode],
+    first: Any,
+    backbone: Any,
+    config: Any,
+    iterations: int,
+    callbacks: list[Any],
+) -> tuple[Any, dict[str, Any]]:
+    """A fresh layer trained on every episode for the ``iterations`` validation chose for
+    ``first`` (the run's restored best checkpoint), with no validation left to stop it.
+
+    The iteration count is a guess carried over from another run (other data, other batch
+    draws): a refit that has not reached the first layer's fit of the first run's OWN
+    training episodes (on the criterion, within ``REFIT_TOLERANCE``; both layers trained on
+    them) is not used, and the first layer is kept. -> (the refit layer, the card's refit
+    entry; "used": whether it is the one saved)."""
+    import torch
+
+    from aura_mem_ros.core.checkpoint import init_aura
+    from aura_mem_ros.core.objectives import CounterfactualGate
+    from aura_mem_ros.core.train import Trainer, criterion_of, validate
+
+    torch.manual_seed(args.seed)
+    discrete = backbone.discrete
+    all_w = windows(episodes, args.window)
+
+    def source(batch_size: int, gen: torch.Generator) -> Any:
+        idx = torch.randint(len(all_w), (min(batch_size, len(all_w)),), generator=gen)
+        return to_batch([all_w[i] for i in idx.tolist()], discrete)
+
+    layer = init_aura(new_layer_config(backbone, args.budget, args.head_hidden), seed=args.seed)
+    refit_config = dataclasses.replace(
+        config, iterations=iterations, warmup=min(config.warmup, iterations // 2), patience=None
+    )
+    objective = CounterfactualGate(horizon=args.horizon, dense_fraction=args.dense_fraction)
+    refit = Trainer(layer, source, objective, refit_config, None, callbacks).train()
+    layer.eval()
+    seen = _batches(train_w, discrete)
+    fit_first = validate(first, seen, "learned", None)
+    fit_refit = validate(layer, seen, "learned", None)
+    gap = criterion_of(fit_refit, args.criterion) - criterion_of(fit_first, args.criterion)
+    used = gap <= REFIT_TOLERANCE
+    if not used:
+        print(
+            "aura-mem-train: WARNING: the --refit layer fits the training episodes worse than "
+            f"the first run's ({_rounded(fit_refit)} vs {_rounded(fit_first)}): the first "
+            "run's layer is kept",
+            file=sys.stderr,
+        )
+    entry = {
+        "episodes": len(episodes),
+        "iterations": iterations,
+        "seconds": round(refit.seconds, 1),
+        "used": bool(used),
+        # both layers trained on these episodes: in-sample figures, NOT held-out ones
+        "train_episodes_fit": {"first": _rounded(fit_first), "refit": _rounded(fit_refit)},
+        "in_sample": _rounded(validate(layer, _batches(all_w, discrete), "learned", None)),
+    }
+    return layer, entry
 
 
 def _plot_curve(

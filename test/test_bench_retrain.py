@@ -1,0 +1,51 @@
+"""``aura-mem-bench retrain``'s recipe option (--train-args) and its table, without training."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from aura_mem_dev.bench import retrain
+
+
+def _args(train_args: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    retrain.add_arguments(p)
+    return p.parse_args(["--train-args", train_args] if train_args else [])
+
+
+@pytest.mark.parametrize("train_args", ["", "--head-hidden 128 --refit"])
+def test_train_args_reach_aura_mem_train_and_every_row(monkeypatch, tmp_path, train_args):
+    calls: list[list[str]] = []
+
+    def fake_train(argv: list[str]) -> int:
+        calls.append(argv)
+        return 3  # "not better than its start": nothing saved, so no closed-loop panel runs
+
+    monkeypatch.setattr("aura_mem_ros.retrain.cli.main", fake_train)
+    rows = retrain.train_and_serve(50, 0, ["bag_a", "bag_b"], 0.0, _args(train_args), tmp_path)
+    (argv,) = calls
+    extra = train_args.split()
+    assert argv[len(argv) - len(extra) :] == extra  # appended after the benchmark's own
+    out = argv[argv.index("--out") + 1]
+    # a recipe's layer does not overwrite the defaults' layer in the same --work
+    assert out.endswith("aura_50_seed0" + ("_head_hidden_128_refit" if train_args else ""))
+    assert [r["env"] for r in rows] == list(retrain.EVAL_ENVS)
+    assert all(r["train_args"] == train_args and r["train_rc"] == 3 for r in rows)
+
+    table = retrain.render({"command": "c", "targets": "t", "bags_from": "ros", "runs": rows})
+    header, rule, *body = [line for line in table.splitlines() if line.startswith("|")]
+    assert "extra arguments" in header and len(body) == len(retrain.EVAL_ENVS)
+    cells = [c.strip() for c in body[0].strip("|").split("|")]
+    assert len(cells) == header.count("|") - 1 == rule.count("|") - 1
+    assert cells[1] == (f"`{train_args}`" if train_args else "defaults")
+    assert cells[4] == "not saved (rc 3)"
+
+
+def test_rows_without_train_args_render_as_defaults() -> None:
+    """Result files written before --train-args existed still render (merged tables)."""
+    row = {"episodes": 200, "seed": 0, "env": "E", "success": 1.0, "ci95": [0.96, 1.0]}
+    row |= {"writes_per_episode": 1.0, "record_seconds": 0, "train_seconds": 9, "train_rc": 0}
+    table = retrain.render({"command": "c", "targets": "t", "runs": [row]})
+    assert "| 200 | defaults | 0 | E | 1.000 | [0.960, 1.000] | 1.00 | reused | 9 |" in table
