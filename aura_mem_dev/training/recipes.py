@@ -295,15 +295,16 @@ def _summary(res: TrainResult, log: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def train_aura_dagger(
-    backbone: MiniBackbone, recipe: DaggerRecipe | None = None
-) -> tuple[AuraLayer, dict[str, Any], EpisodeSource]:
-    """-> trained layer, training record, the aggregated data (reused by the KV arm)."""
-    recipe = recipe or DaggerRecipe()
-    torch.manual_seed(recipe.seed)
-    seeds = Seeds(TRAIN_SEED0 + 100_000 * recipe.seed)
-    source = base_data(backbone, recipe, seeds)
-    layer = new_layer(backbone, recipe)
+def _fit_aura(
+    backbone: MiniBackbone,
+    layer: AuraLayer,
+    source: EpisodeSource,
+    recipe: DaggerRecipe,
+    seeds: Seeds,
+    seed: int,
+) -> dict[str, Any]:
+    """The one trainer with the counterfactual gate, DAgger rounds and closed-loop checkpoint
+    selection, as ``recipe`` says -> the training record (``layer`` is trained in place)."""
     log: list[dict[str, Any]] = []
     config = TrainerConfig(
         iterations=recipe.iterations,
@@ -313,13 +314,14 @@ def train_aura_dagger(
         budget=recipe.budget,
         warmup=recipe.warmup,
         eval_every=recipe.eval_every,
-        seed=recipe.seed,
+        seed=seed,
     )
     objective = CounterfactualGate(
         horizon=recipe.horizon,
         dense_fraction=recipe.dense_fraction,
         explore_rows=recipe.explore_rows,
         explore_rate=recipe.explore_rate,
+        censor_tail=recipe.censor_tail,
     )
     dagger = dagger_rounds(backbone, source, recipe.dagger_at, recipe, seeds, aura_runtime, log)
     selector = closed_loop_selector(backbone, aura_runtime, recipe)
@@ -327,7 +329,19 @@ def train_aura_dagger(
         layer, source.sample, objective, config, None, [print_progress(50), dagger], selector
     )
     res = trainer.train()
-    record = {"recipe": asdict(recipe), **_summary(res, log), "data_episodes": len(source)}
+    return {"recipe": asdict(recipe), **_summary(res, log), "data_episodes": len(source)}
+
+
+def train_aura_dagger(
+    backbone: MiniBackbone, recipe: DaggerRecipe | None = None
+) -> tuple[AuraLayer, dict[str, Any], EpisodeSource]:
+    """-> trained layer, training record, the aggregated data (reused by the KV arm)."""
+    recipe = recipe or DaggerRecipe()
+    torch.manual_seed(recipe.seed)
+    seeds = Seeds(TRAIN_SEED0 + 100_000 * recipe.seed)
+    source = base_data(backbone, recipe, seeds)
+    layer = new_layer(backbone, recipe)
+    record = _fit_aura(backbone, layer, source, recipe, seeds, recipe.seed)
     return layer.eval(), record, source
 
 
@@ -344,31 +358,7 @@ def train_never_reset(
     source = base_data(backbone, recipe, seeds)
     source.stream_len, source.max_stream_steps = recipe.stream_len, recipe.max_stream_steps
     layer = new_layer(backbone, recipe, never_reset=True)
-    log: list[dict[str, Any]] = []
-    config = TrainerConfig(
-        iterations=recipe.iterations,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        lr_final=recipe.lr_final,
-        budget=recipe.budget,
-        warmup=recipe.warmup,
-        eval_every=recipe.eval_every,
-        seed=recipe.seed + 2,
-    )
-    objective = CounterfactualGate(
-        horizon=recipe.horizon,
-        dense_fraction=recipe.dense_fraction,
-        explore_rows=recipe.explore_rows,
-        explore_rate=recipe.explore_rate,
-        censor_tail=recipe.censor_tail,
-    )
-    dagger = dagger_rounds(backbone, source, recipe.dagger_at, recipe, seeds, aura_runtime, log)
-    selector = closed_loop_selector(backbone, aura_runtime, recipe)
-    trainer = Trainer(
-        layer, source.sample, objective, config, None, [print_progress(50), dagger], selector
-    )
-    res = trainer.train()
-    record = {"recipe": asdict(recipe), **_summary(res, log), "data_episodes": len(source)}
+    record = _fit_aura(backbone, layer, source, recipe, seeds, recipe.seed + 2)
     return layer.eval(), record
 
 
