@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from aura_mem_ros.backbones.base import NEVER_RESET_AURA_DIR
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
 
 
@@ -96,8 +97,8 @@ def _never_reset_stage(out: Path, report: dict, t0: float) -> int:
     t3 = time.time()
     has_backbone = (out / "model.safetensors").is_file()
     layer, record = train_never_reset(MiniBackbone(out if has_backbone else DEFAULT_MODEL_DIR))
-    save_aura(layer, out / "aura_never_reset")
-    (out / "aura_never_reset" / "train_meta.json").write_text(
+    save_aura(layer, out / NEVER_RESET_AURA_DIR)
+    (out / NEVER_RESET_AURA_DIR / "train_meta.json").write_text(
         json.dumps(record, indent=1, default=str) + "\n"
     )
     report["never_reset_seconds"] = round(time.time() - t3, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,18 @@ class BackboneOutput:
 
 class BackboneError(RuntimeError):
     """A backbone could not produce an action for this observation (the node goes safe)."""
+
+
+# Where a backbone's training writes its AURA layers, beside the backbone's weights.
+AURA_DIR = "aura"
+NEVER_RESET_AURA_DIR = "aura_never_reset"  # the layer for reset_policy: never
+
+
+def bundled_layer_dir(model_dir: Path, never_reset: bool = False) -> str | None:
+    """The AURA layer shipped in ``model_dir`` (the never-reset one with ``never_reset``), or
+    None where it holds none."""
+    aura_dir = model_dir / (NEVER_RESET_AURA_DIR if never_reset else AURA_DIR)
+    return str(aura_dir) if (aura_dir / "aura_config.json").is_file() else None
 
 
 class Backbone(ABC):

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from aura_mem_ros.backbones.base import Backbone, BackboneError, BackboneOutput, Observation
+from aura_mem_ros.backbones.base import (
+    Backbone,
+    BackboneError,
+    BackboneOutput,
+    Observation,
+    bundled_layer_dir,
+)
 from aura_mem_ros.backbones.registry import register_backbone
 from aura_mem_ros.validation import from_dict, require_positive_ints
 
@@ -199,10 +205,8 @@ class MiniBackbone(Backbone):
         )
 
     def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
-        """``make train-default`` writes the AURA layer for these weights beside them (and, where
-        it trains one, the never-reset layer in ``aura_never_reset``)."""
-        aura_dir = self._model_dir / ("aura_never_reset" if never_reset else "aura")
-        return str(aura_dir) if (aura_dir / "aura_config.json").is_file() else None
+        """``make train-default`` writes the AURA layers for these weights beside them."""
+        return bundled_layer_dir(self._model_dir, never_reset)
 
     def model_id(self) -> str:
         return self._model_id

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from domain_coordinator import domain_id as reserve_domain_id
 
+from aura_mem_ros.backbones.base import AURA_DIR, NEVER_RESET_AURA_DIR
 from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
 from aura_mem_ros.ros.parameters import shipped_params_file
 
@@ -91,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return arm_main(argv)
     args = parse_args(argv)
-    aura_dir = args.model_dir / "aura"
-    if args.no_reset and (args.model_dir / "aura_never_reset").is_dir():
-        aura_dir = args.model_dir / "aura_never_reset"  # what `bundled` serves under `never`
+    aura_dir = args.model_dir / AURA_DIR
+    if args.no_reset and (args.model_dir / NEVER_RESET_AURA_DIR).is_dir():
+        aura_dir = args.model_dir / NEVER_RESET_AURA_DIR  # what `bundled` serves under `never`
     if not (args.model_dir / "model.safetensors").is_file() or not aura_dir.is_dir():
         print(
             f"[demo] weights missing in {args.model_dir}: run `make train-default`", file=sys.stderr
