@@ -24,6 +24,8 @@ sys.path.insert(0, str(REPO))
 from aura_mem_dev.bench.never_reset import STREAMS, NeverResetRun, run_all  # noqa: E402
 from aura_mem_dev.report.never_reset import render_markdown  # noqa: E402
 from aura_mem_dev.training.seeds import EVAL_SEED_BASE  # noqa: E402
+from aura_mem_ros.backbones.base import bundled_layer_dir  # noqa: E402
+from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,13 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", default=",".join(STREAMS), help="comma-separated")
     ap.add_argument("--seed-offset", type=int, default=EVAL_SEED_BASE)
     ap.add_argument("--model-dir", default=None, help="default: the shipped models/mini")
-    ap.add_argument("--aura-checkpoint", default=None, help="default: <model-dir>/aura")
+    ap.add_argument(
+        "--aura-checkpoint",
+        default=None,
+        help="default: the layer reset_policy: never serves, <model-dir>/aura_never_reset "
+        "where it ships, else <model-dir>/aura",
+    )
     ap.add_argument("--kv-checkpoint", default=None, help="default: <model-dir>/kv")
     ap.add_argument("--resume", action="store_true", help="keep finished parts of --json")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--json", type=Path, default=REPO / "docs" / "results" / "never_reset.json")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "never_reset.md")
     args = ap.parse_args(argv)
+    if args.aura_checkpoint is None:
+        model_dir = Path(args.model_dir) if args.model_dir else DEFAULT_MODEL_DIR
+        args.aura_checkpoint = bundled_layer_dir(model_dir, never_reset=True)
     if args.render_only:
         run = NeverResetRun.from_dict(json.loads(args.json.read_text()))
     else:

@@ -31,6 +31,9 @@ def test_dict_round_trip() -> None:
         ({"discrete": True, "chunk_size": 4}, "chunk_size 1"),
         ({"discrete": "yes"}, "discrete"),
         ({"gate_hidden": 0}, "gate_hidden"),
+        ({"forget_init": 1.0}, "forget_init"),
+        ({"forget_init": 0.0}, "forget_init"),
+        ({"head_reads": "newest"}, "head_reads"),
     ],
 )
 def test_invalid_values_are_rejected(kwargs: dict, match: str) -> None:

@@ -15,7 +15,9 @@ from aura_mem_ros.core.runtime import AuraRuntime
 torch.set_num_threads(1)
 
 
-def _layer(d_model: int, seed: int, head_reads: str = "read") -> torch.nn.Module:
+def _layer(
+    d_model: int, seed: int, head_reads: str = "read", forget: float | None = None
+) -> torch.nn.Module:
     """A layer whose head changes the action and whose gate writes on some steps only
     (a head that reads m also acts before writing, as a never-reset layer does)."""
     config = AuraConfig(
@@ -24,6 +26,7 @@ def _layer(d_model: int, seed: int, head_reads: str = "read") -> torch.nn.Module
         action_dim=7,
         head_reads=head_reads,
         act_before_write=head_reads != "read",
+        forget_init=forget,
     )
     layer = init_aura(config, seed=seed)
     g = torch.Generator().manual_seed(seed)
@@ -55,20 +58,22 @@ def _run(runtime: AuraRuntime, feats: np.ndarray, bases: np.ndarray) -> tuple[li
 
 
 @pytest.mark.parametrize(
-    ("d_model", "seed", "head_reads"),
+    ("d_model", "seed", "head_reads", "forget"),
     [
-        (24, 0, "read"),
-        (512, 1, "read"),
-        (4096, 2, "read"),
-        (24, 4, "read_and_last"),
-        (512, 5, "read_and_last"),
-        (24, 7, "last"),
+        (24, 0, "read", None),
+        (512, 1, "read", None),
+        (4096, 2, "read", None),
+        (24, 4, "read_and_last", None),
+        (512, 5, "read_and_last", None),
+        (24, 7, "last", None),
+        (24, 8, "read", 0.3),
+        (512, 9, "read_and_last", 0.6),
     ],
 )
 def test_fused_learned_gate_matches_the_reference_step(
-    d_model: int, seed: int, head_reads: str
+    d_model: int, seed: int, head_reads: str, forget: float | None
 ) -> None:
-    layer = _layer(d_model, seed, head_reads)
+    layer = _layer(d_model, seed, head_reads, forget)
     feats, bases = _inputs(300, d_model, seed)
     fused, reference = AuraRuntime(layer), AuraRuntime(layer, fused=False)
     assert fused._fused is not None and reference._fused is None

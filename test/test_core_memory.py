@@ -97,3 +97,24 @@ def test_write_moves_w_toward_the_pair() -> None:
     new = memory.write(state, k, e, v, torch.tensor(1.0), torch.ones(1))
     torch.testing.assert_close(memory.read(new, k), v, atol=1e-5, rtol=1e-5)
     assert torch.equal(new.m, v)
+
+
+def test_a_forgetting_write_erases_its_fraction_of_w_and_a_silent_step_nothing() -> None:
+    """W ← (1 - gα) W + gβ k̂ eᵀ: an old entry along another key fades by (1 - α) per write,
+    and only on writes (the bound on what earlier episodes leave in a never-reset memory)."""
+    state = _random_state(6)
+    k = memory.unit(torch.randn(1, 32))
+    v = torch.randn(1, 32)
+    e = memory.inner_error(state, k, v)
+    beta, alpha = torch.tensor(0.5), torch.tensor(0.25)
+    plain = memory.write(state, k, e, v, beta, torch.ones(1))
+    faded = memory.write(state, k, e, v, beta, torch.ones(1), alpha)
+    torch.testing.assert_close(faded.W, plain.W - alpha * state.W)
+    silent = memory.write(state, k, e, v, beta, torch.zeros(1), alpha)
+    assert torch.equal(silent.W, state.W) and torch.equal(silent.m, state.m)
+    # writes add along k only, so off k the old content decays geometrically: (1 - α)ⁿ
+    off_k = torch.eye(32) - k[0, :, None] * k[0, None, :]
+    for _ in range(10):
+        e = memory.inner_error(faded, k, v)
+        faded = memory.write(faded, k, e, v, beta, torch.ones(1), alpha)
+    torch.testing.assert_close(off_k @ faded.W[0], 0.75**11 * (off_k @ state.W[0]))

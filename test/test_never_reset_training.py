@@ -60,6 +60,7 @@ def test_the_never_reset_stage_trains_a_layer_that_reads_the_newest_write(
     layer, record = train_never_reset(backbone, tiny)
     cfg = layer.config
     assert cfg.head_reads == "read_and_last" and cfg.act_before_write
+    assert cfg.forget_init == NEVER_RESET_RECIPE.forget_init and 0 < float(layer.forget) < 1
     assert cfg.state_nbytes == 4224  # same state as the per-episode layer
     assert record["dagger"][0]["data_episodes"] == 6 + 2 + 3
     # checkpoints were chosen on both modes: the selector ran never-reset episodes too

@@ -178,8 +178,10 @@ def test_refit_trains_a_fresh_layer_on_every_episode_for_the_chosen_iterations(t
     out = tmp_path / "aura_refit"
     argv = ["--bags", str(bag), "--out", str(out), "--backbone", "mini", "--budget", "0.2"]
     argv += ["--max-iterations", "60", "--warmup", "10", "--eval-every", "10"]
-    argv += ["--head-hidden", "32", "--refit", "--allow-worse", "--quiet"]
+    argv += ["--head-hidden", "32", "--head-reads", "read_and_last"]
+    argv += ["--refit", "--allow-worse", "--quiet"]
     assert main(argv) == 0
+    assert load_aura(out).config.head_reads == "read_and_last"  # fresh and refit layer alike
     card = json.loads((out / "model_card.json").read_text())
     refit = card["training"]["refit"]
     assert card["data"]["val_episodes"] == 3 and card["data"]["train_episodes"] == 13

@@ -6,10 +6,10 @@
 2. the AURA layer on top (``recipes.train_aura_dagger``: expert action labels, closed-loop
    DAgger, counterfactual gate, NO oracle schedule)            -> OUT/aura/
 3. the always-write KV-cache arm, same trainer, same data      -> OUT/kv/
-4. with ``--never-reset`` (or alone: ``--only-never-reset``), an AURA layer for
-   ``reset_policy: never`` (``recipes.train_never_reset``, from scratch on streams of
-   consecutive episodes; not shipped: it does not pass the never-reset benchmark yet, see
-   ``recipes.NEVER_RESET_RECIPE``)                             -> OUT/aura_never_reset/
+4. the AURA layer ``reset_policy: never`` serves (``recipes.train_never_reset``, from
+   scratch on streams of consecutive episodes, ``recipes.NEVER_RESET_RECIPE``; skip it with
+   ``--skip-never-reset``, or run it alone with ``--only-never-reset``)
+                                                               -> OUT/aura_never_reset/
 and OUT/train_report.json (timings, DAgger rounds, validations). Fixed seeds, one thread.
 """
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-kv", action="store_true", help="skip the KV-cache arm")
     parser.add_argument(
-        "--never-reset", action="store_true", help="also train the never-reset layer (step 4)"
+        "--skip-never-reset", action="store_true", help="skip the never-reset layer (step 4)"
     )
     parser.add_argument(
         "--only-never-reset", action="store_true", help="run step 4 alone, on OUT's backbone"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         save_kv(kv, out / "kv")
         report["kv"] = kv_record
         report["kv_seconds"] = round(time.time() - t2, 1)
-    if args.never_reset:
+    if not args.skip_never_reset:
         return _never_reset_stage(out, report, t0)
     return _finish(out, report, t0)
 

@@ -5,13 +5,15 @@ Per step, from backbone features x and base action a_base:
     k̂, v, q̂ = unit(K x), V x, unit(Q x)
     r        = Wᵀ q̂                          read before writing
     e        = v - Wᵀ k̂                      inner prediction error ("surprise")
-    r⁺       = r + β (k̂·q̂) e                 the read if this step were written
+    r⁺       = (1 - α) r + β (k̂·q̂) e         the read if this step were written
     Δa       = |head(x, r⁺) - head(x, r)|     one-step action surprise
     p        = σ(gate(x, r, log1p|e|, log1p Δa))
     g        = [p > threshold]                hard, at training AND inference
     action   = a_base + head(x, r) + g (head(x, r⁺) - head(x, r))
-    W, m     ← memory.write(W, m; g)
+    W, m     ← memory.write(W, m; g)         W ← (1 - gα) W + gβ k̂ eᵀ,  m ← v if g
 
+α is 0 unless ``config.forget_init`` is set (a learned forgetting fraction per write, which
+bounds what earlier episodes leave in W when the memory is never reset).
 With ``config.act_before_write`` the action is a_base + head(x, r): a write serves only later
 steps. With ``config.head_reads`` "read_and_last" the head reads [r, m], with "last" m alone
 (m: the last value written, v if this step writes) instead of r: the newest write, which a
@@ -86,6 +88,10 @@ class AuraLayer(nn.Module):
         self.value = nn.Linear(c.d_model, c.d_val)
         self.query = nn.Linear(c.d_model, c.d_key)
         self.beta_logit = nn.Parameter(torch.tensor(math.log(c.beta_init / (1 - c.beta_init))))
+        if c.forget_init is not None:  # only then: older checkpoints load unchanged
+            self.forget_logit = nn.Parameter(
+                torch.tensor(math.log(c.forget_init / (1 - c.forget_init)))
+            )
         self.head = ResidualHead(
             c.d_model, c.head_mem_width, c.head_hidden, c.chunk_size, c.action_dim
         )
@@ -105,6 +111,11 @@ class AuraLayer(nn.Module):
     @property
     def beta(self) -> Tensor:
         return torch.sigmoid(self.beta_logit)
+
+    @property
+    def forget(self) -> Tensor | None:
+        """α, the fraction of W a write erases; None for a plain delta-rule layer."""
+        return torch.sigmoid(self.forget_logit) if self.config.forget_init is not None else None
 
     # -- one step ----------------------------------------------------------------------------
     def _precompute(self, x: Tensor) -> tuple[Tensor, ...]:
@@ -132,10 +143,11 @@ class AuraLayer(nn.Module):
     ) -> StepOutput:
         k_hat, v, q_hat, hx, gx = pre
         spec = get_gate(gate)
-        beta = self.beta
+        beta, forget = self.beta, self.forget
         r = memory.read(state, q_hat)
         e = memory.inner_error(state, k_hat, v)
-        r_written = r + beta * (k_hat * q_hat).sum(-1, keepdim=True) * e
+        r_kept = r if forget is None else (1 - forget) * r  # what a write leaves of the read
+        r_written = r_kept + beta * (k_hat * q_hat).sum(-1, keepdim=True) * e
         read_keep, read_write = r, r_written  # what the head reads: (B, head_mem_width)
         if self.config.head_reads == "read_and_last":
             read_keep = torch.cat([r, state.m], -1)
@@ -191,7 +203,7 @@ class AuraLayer(nn.Module):
                 # σ'(z) keeps the signal alive where the gate is saturated, so a step it has
                 # wrongly shut can re-open when writing there turns out to help.
                 g = g + (z - z.detach())  # exactly g in value: (z - z) is 0
-        new_state = memory.write(state, k_hat, e, v, beta, g)
+        new_state = memory.write(state, k_hat, e, v, beta, g, forget)
         if self.config.act_before_write:
             action = base + a_keep  # this step's write serves later steps only
         else:

@@ -46,6 +46,11 @@ class AuraConfig:
         write (the write serves later steps only). A write at the step that makes a decision
         then cannot change that decision: a never-reset layer can mark "cue used" at the fork
         itself. Off: the written memory serves the same step (the layer as first trained).
+    forget_init: None (a write forgets nothing: the plain delta rule) or the starting value
+        of α in (0, 1), the learned fraction of W each write erases (``memory.write``). A
+        never-reset layer needs it: without it, what earlier episodes wrote along other keys
+        stays in W for ever and grows past anything a training stream shows. A weight, not
+        state: the state stays 4,224 bytes.
     """
 
     d_model: int
@@ -62,6 +67,7 @@ class AuraConfig:
     target_write_rate: float | None = None
     head_reads: str = "read"
     act_before_write: bool = False
+    forget_init: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,6 +92,10 @@ class AuraConfig:
             raise ValueError(f"AuraConfig.threshold must lie in [0, 1], got {self.threshold!r}")
         if not 0.0 < float(self.beta_init) < 1.0:
             raise ValueError(f"AuraConfig.beta_init must lie in (0, 1), got {self.beta_init!r}")
+        if self.forget_init is not None and not 0.0 < float(self.forget_init) < 1.0:
+            raise ValueError(
+                f"AuraConfig.forget_init must lie in (0, 1) or be None, got {self.forget_init!r}"
+            )
         if self.target_write_rate is not None and not 0.0 < float(self.target_write_rate) <= 1.0:
             raise ValueError(
                 f"AuraConfig.target_write_rate must lie in (0, 1] or be None, "

@@ -9,12 +9,12 @@ it is one numba-compiled function, on one thread, releasing the GIL:
     y          = x [K; V; Q; head_x; gate_x]ᵀ + b   every projection of x in ONE pass
     k̂, q̂, v    = unit(y_K), unit(y_Q), y_V
     r, e       = Wᵀq̂,  v - Wᵀk̂
-    r⁺         = r + β (k̂·q̂) e
+    r⁺         = (1 - α) r + β (k̂·q̂) e             α = 0 unless the layer forgets on writes
     a_keep     = head_out(gelu(head_x + head_r r))      [r, m] / [r⁺, v], or m / v: head_reads
     a_write    = head_out(gelu(head_x + head_r r⁺))
     p          = σ(8 tanh(gate_out(gelu(gate_x + gate_r [r, log1p|e|, log1p Δa])) / 8) - offset)
     g          = p > threshold (learned) | 1 (always) | 0 (never)
-    W, m       += g β k̂ eᵀ,  v if g               in place; untouched when g = 0
+    W, m       ← (1 - gα) W + g β k̂ eᵀ,  v if g   in place; untouched when g = 0
     action     = base + (a_write if g else a_keep)   a_keep always with act_before_write
 
 The weights are copied out of the layer and rearranged once, and copied again whenever a
@@ -55,8 +55,8 @@ class FusedWeights(NamedTuple):
     head_out_b: np.ndarray  # (chunk * action_dim,)
     gate_mem_t: np.ndarray  # (d_val + 2, gate_hidden): the [r, log1p|e|, log1p Δa] part
     gate_out_w: np.ndarray  # (gate_hidden,)
-    scalars: np.ndarray  # (5,) float64: gate_out bias, β, gate offset, act_before_write,
-    #                      head_reads (0 read, 1 read_and_last, 2 last)
+    scalars: np.ndarray  # (6,) float64: gate_out bias, β, gate offset, act_before_write,
+    #                      head_reads (0 read, 1 read_and_last, 2 last), α (0: no forgetting)
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -81,6 +81,7 @@ def fuse_weights(layer: AuraLayer) -> FusedWeights:
             float(layer.gate_offset),
             float(c.act_before_write),
             float(HEAD_READS.index(c.head_reads)),
+            0.0 if layer.forget is None else float(layer.forget),
         ]
         return FusedWeights(
             x_weight_t=_numpy(weight.t()),
@@ -135,7 +136,7 @@ def _fused_step(
     threshold: float,
 ) -> tuple[np.ndarray, bool, float]:
     x_weight_t, x_bias, split, head_r_t, head_out_t, head_out_b, gate_mem_t, gate_out_w, s = fw
-    gate_out_b, beta, gate_offset = s[0], s[1], s[2]
+    gate_out_b, beta, gate_offset, forget = s[0], s[1], s[2], s[5]
     y = _vec_mat(x, x_weight_t, x_bias)
     k_hat = _unit(y[: split[0]])
     v = y[split[0] : split[1]]
@@ -144,7 +145,8 @@ def _fused_step(
     zero = np.zeros(w_mem.shape[1], dtype=w_mem.dtype)
     r = _vec_mat(q_hat, w_mem, zero)
     e = v - _vec_mat(k_hat, w_mem, zero)
-    r_written = r + np.float32(beta * np.sum(k_hat * q_hat)) * e
+    r_kept = r if forget == 0.0 else np.float32(1.0 - forget) * r
+    r_written = r_kept + np.float32(beta * np.sum(k_hat * q_hat)) * e
     read_keep, read_write = r, r_written
     if s[4] == 1.0:  # the head also reads m, the last value written
         read_keep = np.concatenate((r, m_mem))
@@ -167,6 +169,8 @@ def _fused_step(
         wrote = mode == 1
         prob = 1.0 if wrote else 0.0
     if wrote:
+        if forget != 0.0:
+            w_mem *= np.float32(1.0 - forget)
         for i in range(w_mem.shape[0]):
             step = np.float32(beta * k_hat[i])
             for j in range(w_mem.shape[1]):

@@ -7,6 +7,13 @@ With unit-norm key and query k̂ = k/|k|, q̂ = q/|q| and a hard write decision 
     write   W ← W + g β k̂ eᵀ             delta rule = one TTT gradient step on ½|Wᵀk̂ - v|²
             m ← v if g else m             m is the last value written
 
+Optionally a write also forgets: W ← (1 - g α) W + g β k̂ eᵀ, α ∈ [0, 1) (a learned weight of
+the layer, not state). A delta-rule write replaces content only along its own key; what
+earlier writes left along other keys stays for ever, which a never-resetting robot feels as
+a residue that grows with the run. Forgetting a fraction α at each WRITE bounds it: after n
+more writes an old entry weighs (1 - α)ⁿ. Silent steps forget nothing (the state is
+bit-identical), so the memory still keeps a cue for as long as nothing new is written.
+
 That is the whole inference state: (d_key*d_val + d_val) fp32 numbers, 4,224 bytes at
 32 x 32 and batch 1, whatever the horizon. With g = 0 the state is bit-identical.
 """
@@ -51,9 +58,16 @@ def inner_error(state: MemoryState, k_hat: Tensor, v: Tensor) -> Tensor:
 
 
 def write(
-    state: MemoryState, k_hat: Tensor, error: Tensor, v: Tensor, beta: Tensor, g: Tensor
+    state: MemoryState,
+    k_hat: Tensor,
+    error: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    g: Tensor,
+    forget: Tensor | None = None,
 ) -> MemoryState:
-    """W ← W + g β k̂ eᵀ, m ← v where g = 1; g has shape (B,).
+    """W ← (1 - g α) W + g β k̂ eᵀ, m ← v where g = 1; g has shape (B,), α = ``forget``
+    (None: no forgetting, the plain delta rule).
 
     The update is arithmetic in g on purpose: during training g carries the straight-through
     gradient, so even where g = 0 the loss learns whether a write *would* have helped. At
@@ -61,7 +75,8 @@ def write(
     silent step is bit-identical even for -0.0 entries or a non-finite candidate update.
     """
     # one fused W + (gβk̂) eᵀ: the full-size (B, d_key, d_val) tensor is touched once
-    w = torch.baddbmm(state.W, ((g * beta)[:, None] * k_hat)[:, :, None], error[:, None, :])
+    kept = state.W if forget is None else (1 - g * forget)[:, None, None] * state.W
+    w = torch.baddbmm(kept, ((g * beta)[:, None] * k_hat)[:, :, None], error[:, None, :])
     off = g == 0
     if not torch.is_grad_enabled():
         w = torch.where(off[:, None, None], state.W, w)

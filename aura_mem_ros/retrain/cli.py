@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aura_mem_ros.core.config import HEAD_READS
 from aura_mem_ros.eval.extract import Topics
 from aura_mem_ros.retrain import features
 from aura_mem_ros.retrain.data import Episode, to_batch, windows
@@ -133,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--head-hidden 128 --refit",
     )
     p.add_argument(
+        "--head-reads",
+        choices=HEAD_READS,
+        default="read",
+        help="what of the memory the residual head reads (fresh layer): r = Wᵀq̂ (read), the "
+        "last value written m (last; no key/query match to learn: with one write per "
+        "episode m IS the cue), or both (read_and_last)",
+    )
+    p.add_argument(
         "--rate-slack",
         type=float,
         default=1.25,
@@ -194,7 +203,9 @@ def _rounded(metrics: dict[str, Any] | None) -> dict[str, float]:
     }
 
 
-def new_layer_config(backbone: Any, budget: float, head_hidden: int) -> Any:
+def new_layer_config(
+    backbone: Any, budget: float, head_hidden: int, head_reads: str = "read"
+) -> Any:
     """A fresh layer as the one trainer's recipe wants it: the gate starts closed (writes
     are added where they pay), a small write strength (a dense memory keeps an early cue,
     so the head learns to read during the always-write warm-up), a wide residual head."""
@@ -206,6 +217,7 @@ def new_layer_config(backbone: Any, budget: float, head_hidden: int) -> Any:
         beta_init=0.3,
         head_hidden=head_hidden,
         gate_init_bias=-2.0,
+        head_reads=head_reads,
     )
 
 
@@ -237,7 +249,7 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
     if args.init:
         layer = load_aura(args.init)
     else:
-        config = new_layer_config(backbone, args.budget, args.head_hidden)
+        config = new_layer_config(backbone, args.budget, args.head_hidden, args.head_reads)
         layer = init_aura(config, seed=args.seed)
 
     def source(batch_size: int, gen: torch.Generator) -> Any:
@@ -401,7 +413,8 @@ def _refit(
         idx = torch.randint(len(all_w), (min(batch_size, len(all_w)),), generator=gen)
         return to_batch([all_w[i] for i in idx.tolist()], discrete)
 
-    layer = init_aura(new_layer_config(backbone, args.budget, args.head_hidden), seed=args.seed)
+    fresh_config = new_layer_config(backbone, args.budget, args.head_hidden, args.head_reads)
+    layer = init_aura(fresh_config, seed=args.seed)
     refit_config = dataclasses.replace(
         config, iterations=iterations, warmup=min(config.warmup, iterations // 2), patience=None
     )
