@@ -10,14 +10,18 @@ call (an operator, a test harness, the simulator between episodes):
 
 Within one instruction the node never resets under any policy: a task may run for hours.
 
-Why ``instruction_change`` is the default: the shipped layer was trained on episodes that
-start from empty memory, and it cannot replace a stale cue with a new one (never reset on
-MiniGrid-MemoryS13 it falls to chance, see ``docs/results/never_reset.md``). A new
-instruction is exactly where a stale cue would mislead it, and the robot says when that is.
-``never`` is for a layer trained on streams of consecutive episodes that passes the never-reset
-benchmark (``make bench-never-reset``; ``aura_checkpoint: bundled`` then serves the backbone's
-``aura_never_reset/`` layer where one ships: none does yet); ``service`` for a deployment
-whose supervisor knows better than the instruction stream when a task begins.
+Why ``instruction_change`` is the default: it is safe with every layer. A backbone's
+per-episode layer (every backbone ships one) was trained on episodes that start from empty
+memory and cannot replace a stale cue with a new one (never reset on MiniGrid-Memory it falls
+to chance, ``docs/results/never_reset_episodic.md``). A new instruction is exactly where a
+stale cue would mislead it, it is the one task boundary a robot announces, and resetting
+there costs nothing within a task. ``never`` serves the backbone's never-reset layer
+(``aura_checkpoint: bundled`` -> ``aura_never_reset/``; ``mini`` ships one, trained on
+streams of consecutive episodes: ``docs/results/never_reset.md``); choose it for a robot
+whose tasks follow one another without instructions that mark them, and expect about twice
+the writes (the never-reset layer also marks the end of each use of a cue). Where a backbone
+ships no never-reset layer the node warns and serves the per-episode one. ``service`` is for
+a deployment whose supervisor knows better than the instruction stream when a task begins.
 
 Persistence follows the policy: under ``instruction_change`` the state file is bound to the
 model AND the instruction (a restart under another instruction starts fresh, as an

@@ -145,6 +145,16 @@ class ServingSpec:
             return backbone.bundled_aura_checkpoint() or ""
         return self.aura_checkpoint
 
+    def never_reset_fallback(self, backbone: Backbone) -> bool:
+        """True when ``reset_policy: never`` serves ``bundled`` but ``backbone`` ships no
+        never-reset layer: the per-episode layer then runs a run it was not trained for (on
+        MiniGrid-Memory it falls to chance once it holds one cue; the node warns)."""
+        return (
+            self.never_reset
+            and self.aura_checkpoint == BUNDLED
+            and not backbone.bundled_aura_checkpoint(never_reset=True)
+        )
+
     def build_runtime(self, backbone: Backbone) -> tuple[AuraRuntime, str]:
         """The AuraRuntime for ``backbone`` and the memory's identity string (state files
         are bound to it). ValueError when the checkpoint was trained for another backbone."""

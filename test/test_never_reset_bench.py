@@ -88,3 +88,32 @@ def test_the_spawn_frame_comes_back_after_the_cue_was_seen() -> None:
     row = count_recurrences("MiniGrid-MemoryS7-v0", episodes=10, seed_offset=123)
     assert row["spawn_pose_recurs_after_cue"] >= 0.5
     assert row["spawn_frame_recurs_after_cue"] == row["spawn_pose_recurs_after_cue"]
+
+
+def test_fisher_exact_matches_the_textbook_table() -> None:
+    from aura_mem_dev.report.never_reset import fisher_exact_p
+
+    # Fisher's tea-tasting table [[3, 1], [1, 3]]: two-sided p = 34/70
+    assert fisher_exact_p(3, 4, 4, 8) == pytest.approx(34 / 70)
+    assert fisher_exact_p(2, 4, 4, 8) == pytest.approx(1.0)
+
+
+def test_soak_is_flat_unless_a_window_differs_from_the_rest_of_the_run() -> None:
+    """One failure among ~8,500 successes is flat; a window at half the rate is not."""
+    from aura_mem_dev.bench.never_reset_soak import SoakWindow
+    from aura_mem_dev.report.never_reset import soak_targets
+
+    def soak(successes: list[int], n: int = 850) -> SoakResult:
+        windows = [
+            SoakWindow(i, (i + 1) * 10_000, 10_000, n, k, k / n, (0.0, 1.0), 0, 0.0, 4224, 1.0, 1.0)
+            for i, k in enumerate(successes)
+        ]
+        return SoakResult(
+            "e", ["e"], "aura", 100_000, 10_000, 0, 100, "m", "c", "d", windows, 100_000
+        )
+
+    def flat(result: SoakResult) -> bool:
+        return next(met for name, _, met in soak_targets(result) if "flat" in name)
+
+    assert flat(soak([850, 850, 849, *[850] * 7]))
+    assert not flat(soak([850] * 9 + [425]))

@@ -345,14 +345,22 @@ def test_bundled_under_reset_policy_never_is_the_never_reset_layer_where_one_shi
         def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
             return None if never_reset else "/models/aura"
 
+    def spec(policy: str, checkpoint: str = "bundled") -> ServingSpec:
+        params = {"backbone": "mini", "aura_checkpoint": checkpoint, "reset_policy": policy}
+        return ServingSpec.from_params(params)
+
     def resolved(policy: str, backbone: object) -> str:
-        params = {"backbone": "mini", "aura_checkpoint": "bundled", "reset_policy": policy}
-        return ServingSpec.from_params(params).resolve_checkpoint(backbone)  # type: ignore[arg-type]
+        return spec(policy).resolve_checkpoint(backbone)  # type: ignore[arg-type]
 
     assert resolved("never", Ships()) == "/models/aura_never_reset"
     assert resolved("instruction_change", Ships()) == "/models/aura"
     assert resolved("service", Ships()) == "/models/aura"
     assert resolved("never", ShipsOnePerEpisode()) == "/models/aura"
+    # the node warns exactly when never-reset falls back to the per-episode layer
+    assert spec("never").never_reset_fallback(ShipsOnePerEpisode())  # type: ignore[arg-type]
+    assert not spec("never").never_reset_fallback(Ships())  # type: ignore[arg-type]
+    assert not spec("service").never_reset_fallback(ShipsOnePerEpisode())  # type: ignore[arg-type]
+    assert not spec("never", "/my/layer").never_reset_fallback(ShipsOnePerEpisode())  # type: ignore[arg-type]
 
 
 def test_fused_step_parameter_serves_the_same_actions_and_memory_identity() -> None:

@@ -14,6 +14,7 @@ Per step, from backbone features x and base action a_base:
 
 α is 0 unless ``config.forget_init`` is set (a learned forgetting fraction per write, which
 bounds what earlier episodes leave in W when the memory is never reset).
+
 With ``config.act_before_write`` the action is a_base + head(x, r): a write serves only later
 steps. With ``config.head_reads`` "read_and_last" the head reads [r, m], with "last" m alone
 (m: the last value written, v if this step writes) instead of r: the newest write, which a

@@ -173,6 +173,12 @@ class AuraMemNode(LifecycleNode):
             self.configure_error = f"{type(exc).__name__}: {exc}"
             self.get_logger().error(f"configure failed: {self.configure_error}")
             return TransitionCallbackReturn.FAILURE
+        if spec.never_reset_fallback(backbone):
+            self.get_logger().warning(
+                f"reset_policy never, but backbone {p.backbone} ships no never-reset AURA "
+                "layer: serving its per-episode layer, which was trained with a reset before "
+                "every episode and may keep acting on the first cue it stores"
+            )
         if clamp.enabled and backbone.discrete:
             self.get_logger().warning(
                 "action_min/max ignored: the backbone outputs discrete "
