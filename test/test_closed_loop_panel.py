@@ -55,7 +55,7 @@ def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(
     --no-reset the in-process loop never resets, so equal actions mean the node did not
     either (memory carried across the episodes in both)."""
     from aura_mem_dev.agent import Agent, run_agent_episode
-    from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
+    from aura_mem_ros.backbones.mini import MiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.core.runtime import AuraRuntime
     from aura_mem_ros.sim.env import make_env
@@ -90,7 +90,9 @@ def test_ros_loop_takes_the_same_actions_as_the_in_process_loop(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ros_actions = json.loads((out / "demo_summary.json").read_text())["actions"]
-    agent = Agent(MiniBackbone(), AuraRuntime(load_aura(DEFAULT_MODEL_DIR / "aura")))
+    # the layer the node serves: under --no-reset (reset_policy never) the never-reset one
+    backbone = MiniBackbone()
+    agent = Agent(backbone, AuraRuntime(load_aura(backbone.bundled_aura_checkpoint(no_reset))))
     sim = make_env("MiniGrid-MemoryS13-v0")
     for ep in range(episodes):
         local = run_agent_episode(sim, agent, seed0 + ep, 100, reset_memory=not no_reset)
