@@ -16,6 +16,7 @@ and OUT/train_report.json (timings, DAgger rounds, validations). Fixed seeds, on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     t0 = time.time()
     if args.only_never_reset:
-        return _never_reset_stage(out, report, t0)
+        return _never_reset_stage(out, report, t0, args.seed)
     if not args.skip_backbone:
         report["backbone"] = train_backbone(out)
         report["backbone_seconds"] = round(time.time() - t0, 1)
@@ -83,20 +84,23 @@ def main(argv: list[str] | None = None) -> int:
         report["kv"] = kv_record
         report["kv_seconds"] = round(time.time() - t2, 1)
     if not args.skip_never_reset:
-        return _never_reset_stage(out, report, t0)
+        return _never_reset_stage(out, report, t0, args.seed)
     return _finish(out, report, t0)
 
 
-def _never_reset_stage(out: Path, report: dict, t0: float) -> int:
+def _never_reset_stage(out: Path, report: dict, t0: float, seed: int = 0) -> int:
     """Step 4: OUT/aura_never_reset (its own record beside the weights), on OUT's backbone,
     or the shipped one when OUT holds none (``--only-never-reset --out /tmp/nr``)."""
-    from aura_mem_dev.training.recipes import train_never_reset
+    from aura_mem_dev.training.recipes import NEVER_RESET_RECIPE, train_never_reset
     from aura_mem_ros.backbones.mini import MiniBackbone
     from aura_mem_ros.core.checkpoint import save_aura
 
     t3 = time.time()
     has_backbone = (out / "model.safetensors").is_file()
-    layer, record = train_never_reset(MiniBackbone(out if has_backbone else DEFAULT_MODEL_DIR))
+    recipe = dataclasses.replace(NEVER_RESET_RECIPE, seed=seed)
+    layer, record = train_never_reset(
+        MiniBackbone(out if has_backbone else DEFAULT_MODEL_DIR), recipe
+    )
     save_aura(layer, out / NEVER_RESET_AURA_DIR)
     (out / NEVER_RESET_AURA_DIR / "train_meta.json").write_text(
         json.dumps(record, indent=1, default=str) + "\n"
