@@ -151,8 +151,19 @@ def run_panel(
     }
 
 
-def run_never_reset(episodes: int, seed_offset: int, model_dir: Path) -> dict:
-    """Back-to-back episodes, one AURA memory that is never cleared (a robot's day)."""
+def never_reset_layer(model_dir: Path) -> str:
+    """The layer folder the node serves under ``reset_policy: never`` with ``aura_checkpoint:
+    bundled``: the never-reset layer where ``model_dir`` holds one, else the per-episode one."""
+    from aura_mem_ros.backbones.base import AURA_DIR, NEVER_RESET_AURA_DIR, bundled_layer_dir
+
+    return NEVER_RESET_AURA_DIR if bundled_layer_dir(model_dir, True) else AURA_DIR
+
+
+def run_never_reset(
+    episodes: int, seed_offset: int, model_dir: Path, layer_dir: str | None = None
+) -> dict:
+    """Back-to-back episodes, one AURA memory that is never cleared (a robot's day);
+    ``layer_dir`` None: the layer ``reset_policy: never`` would serve (``never_reset_layer``)."""
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.core.runtime import AuraRuntime
@@ -160,7 +171,8 @@ def run_never_reset(episodes: int, seed_offset: int, model_dir: Path) -> dict:
     from aura_mem_ros.sim.arm.loop import ChunkAgent, run_episode
 
     check_eval_seed(seed_offset)
-    runtime = AuraRuntime(load_aura(model_dir / "aura"), gate="learned")
+    layer_dir = layer_dir or never_reset_layer(model_dir)
+    runtime = AuraRuntime(load_aura(model_dir / layer_dir), gate="learned")
     agent = ChunkAgent(ArmMiniBackbone(model_dir), runtime)
     env = ArmEnv(ArmTaskConfig())
     agent.reset()  # once, before the first episode only
@@ -172,6 +184,7 @@ def run_never_reset(episodes: int, seed_offset: int, model_dir: Path) -> dict:
     return {
         "episodes": episodes,
         "seed_offset": seed_offset,
+        "layer": layer_dir,
         "result": out,
         "per_episode": per_episode(eps),
     }
@@ -278,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--seed-offset", type=int, default=EVAL_SEED_BASE)
     ap.add_argument("--never-reset", type=int, default=100, help="0 = skip")
+    ap.add_argument(
+        "--never-reset-layer",
+        default=None,
+        help="the never-reset run's layer folder (default: what reset_policy: never serves, "
+        "aura_never_reset where --model-dir holds one, else aura)",
+    )
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--out", type=Path, default=Path("docs/results/arm.json"))
@@ -301,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     panel = run_panel(args.episodes, args.seed_offset, arms, args.model_dir)
     never = None
     if args.never_reset:
-        never = run_never_reset(args.never_reset, NEVER_RESET_SEED_OFFSET, args.model_dir)
+        never = run_never_reset(
+            args.never_reset, NEVER_RESET_SEED_OFFSET, args.model_dir, args.never_reset_layer
+        )
         print(f"never-reset: {json.dumps(never['result'])}", flush=True)
     rates = measure_rates()
     rates["backbone_ms"] = backbone_ms(args.model_dir)

@@ -1,7 +1,8 @@
 """Never-reset diagnostics for an arm AURA layer, on validation seeds (900,000..).
 
     python -m aura_mem_dev.arm.never_reset_probe [--model-dir DIR] [--episodes 40]
-        [--oracle-cue-writes] [--out FILE.json]
+        [--oracle-cue-writes] [--out FILE.json] [--layer aura|aura_never_reset]
+        [--seed-offset N]
 
 Plays the same seeds twice with the shipped gate: once with the memory cleared before every
 episode (reset), once back to back with one memory cleared only before the first (never
@@ -55,7 +56,14 @@ class OracleCueAgent:
         return ChunkStep(chunk, bool(write[0]), out.features, out.action)
 
 
-def probe(model_dir: Path, episodes: int, oracle: bool = False) -> dict:
+def probe(
+    model_dir: Path,
+    episodes: int,
+    oracle: bool = False,
+    layer_dir: str = "aura",
+    seed_offset: int = VALIDATION_SEED_BASE,
+) -> dict:
+    from aura_mem_dev.bench.closed_loop import wilson_interval
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.core.runtime import AuraRuntime
@@ -63,10 +71,11 @@ def probe(model_dir: Path, episodes: int, oracle: bool = False) -> dict:
     from aura_mem_ros.sim.arm.loop import ChunkAgent, run_episode
 
     backbone = ArmMiniBackbone(model_dir)
-    layer = load_aura(model_dir / "aura")
+    layer = load_aura(model_dir / layer_dir)
     env = ArmEnv(ArmTaskConfig(image_size=backbone.net.cfg.image_size))
-    seeds = [VALIDATION_SEED_BASE + i for i in range(episodes)]
-    out: dict = {"model_dir": str(model_dir), "episodes": episodes, "oracle_cue_writes": oracle}
+    seeds = [seed_offset + i for i in range(episodes)]
+    out: dict = {"model_dir": str(model_dir), "layer": layer_dir, "episodes": episodes}
+    out |= {"seed_offset": seed_offset, "oracle_cue_writes": oracle}
     for mode in ("reset", "never_reset"):
         agent = (
             OracleCueAgent(backbone, layer, env)
@@ -75,8 +84,11 @@ def probe(model_dir: Path, episodes: int, oracle: bool = False) -> dict:
         )
         agent.reset()
         eps = [run_episode(env, agent, s, reset_agent=mode == "reset") for s in seeds]
+        successes = sum(e.success for e in eps)
         out[mode] = {
-            "success": float(np.mean([e.success for e in eps])),
+            "success": successes / len(eps),
+            "successes": successes,
+            "ci95": list(wilson_interval(successes, len(eps))),
             "completed": float(np.mean([e.completed for e in eps])),
             "writes_per_episode": float(np.mean([e.writes for e in eps])),
             "cue_write_fraction": float(
@@ -97,9 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=40)
     ap.add_argument("--oracle-cue-writes", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--layer",
+        default="aura",
+        help="the layer folder in --model-dir (aura_never_reset: the reset_policy: never one)",
+    )
+    ap.add_argument(
+        "--seed-offset",
+        type=int,
+        default=VALIDATION_SEED_BASE,
+        help="first seed (validation: 900,000..; the benchmark's held-out seeds: >= 1,000,000)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    result = probe(args.model_dir, args.episodes, args.oracle_cue_writes)
+    result = probe(
+        args.model_dir, args.episodes, args.oracle_cue_writes, args.layer, args.seed_offset
+    )
     text = json.dumps(result, indent=2)
     if args.out is not None:
         args.out.write_text(text + "\n")

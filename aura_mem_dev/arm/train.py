@@ -2,6 +2,7 @@
 
     python -m aura_mem_dev.arm.train [--out aura_mem_ros/models/arm_mini] [--quick]
     python -m aura_mem_dev.arm.train --only-kv   # step 4 alone: rebuild OUT/kv
+    python -m aura_mem_dev.arm.train --only-never-reset  # OUT/aura_never_reset (opt-in)
 
 1. the frozen ``arm_mini`` backbone: demos, BC, DAgger (bc.py)      -> OUT/model.safetensors
 2. memory data on the memory task (cue goes dark): noisy expert demos and rollouts of the
@@ -14,6 +15,12 @@
 5. the AURA gate refitted by the counterfactual objective (gate only, exact write benefit),
    threshold re-calibrated (counterfactual.py)                        -> OUT/aura/
 and OUT/train_report.json (timings, probes, per-round closed-loop rates).
+
+``--only-never-reset`` trains, on OUT's frozen backbone, the layer ``reset_policy: never``
+serves (never_reset.py: from scratch, streams of episodes with the memory carried, forgetting
+writes, the counterfactual gate, never-reset DAgger, selection on the worse of reset and
+never-reset success) -> OUT/aura_never_reset and OUT/never_reset_train_report.json. Not
+part of ``make train-arm``.
 """
 
 from __future__ import annotations
@@ -353,8 +360,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="retrain only OUT/kv (step 4 on step 2-3's data and seeds); keep the rest",
     )
+    parser.add_argument(
+        "--only-never-reset",
+        action="store_true",
+        help="train only OUT/aura_never_reset (the reset_policy: never layer) on OUT's backbone",
+    )
+    parser.add_argument(
+        "--data-cache",
+        type=Path,
+        default=None,
+        help="--only-never-reset: a torch file keeping its demo/base sequences between runs",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the machine is shared; one thread is also reproducible
+    if args.only_never_reset:
+        from aura_mem_dev.arm.never_reset import ArmNeverResetConfig, quick_config, train_and_save
+
+        cfg = quick_config() if args.quick else ArmNeverResetConfig()
+        record = train_and_save(args.out, args.out, cfg, args.data_cache)
+        print(f"never-reset layer -> {args.out}: best {json.dumps(record['best_validation'])}")
+        return 0
     if args.only_kv:
         recipe = quick_recipe() if args.quick else Recipe()
         entry = retrain_kv_only(args.out, recipe.memory)

@@ -167,7 +167,8 @@ def render_markdown(panel: dict, train: dict | None, backbone_meta: dict | None)
             "",
             f"## Never reset: {never['episodes']} back-to-back episodes, one memory",
             "",
-            f"aura arm, memory cleared once before the first episode and never again (seeds "
+            f"aura arm (layer `{never.get('layer', 'aura')}`), memory cleared once before the "
+            f"first episode and never again (seeds "
             f"{never['seed_offset']}..): success {r['success']:.3f} ({r['successes']}/"
             f"{never['episodes']}), 95% CI [{lo:.3f}, {hi:.3f}]; completed {r['completed']:.3f}; "
             f"{r['writes_per_episode']:.2f} writes per episode over {r['memory_steps']} memory "
