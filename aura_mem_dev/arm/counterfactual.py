@@ -97,11 +97,31 @@ class CounterfactualGateConfig:
     seed: int = 1
 
 
+def demos_and_base_rollouts(backbone, task, demo: list[int], base: list[int], noise: float):
+    """Noisy expert demos (seeds ``demo``) + the frozen policy's own rollouts (``base``), every
+    chunk labelled by the expert: data no memory shaped (the per-episode and never-reset
+    recipes both start from it)."""
+    from aura_mem_dev.arm.data import collect, expert_driver
+    from aura_mem_dev.arm.sequences import ArmSequences
+    from aura_mem_dev.arm.train import agent_driver
+    from aura_mem_ros.sim.arm.loop import ChunkAgent
+
+    seqs = ArmSequences()
+    seqs.add(
+        backbone.net,
+        collect(task, demo, lambda s: expert_driver(), noise=noise, progress="demos"),
+    )
+    seqs.add(
+        backbone.net,
+        collect(task, base, lambda s: agent_driver(ChunkAgent(backbone), 0.0, s), progress="base"),
+    )
+    return seqs
+
+
 def memory_data(backbone, model_dir: Path, cfg: CounterfactualGateConfig):
     """The memory recipe's data, same seeds: noisy expert demos, the frozen policy's
     rollouts, rollouts of ``model_dir``/aura (gated); every chunk labelled by the expert."""
-    from aura_mem_dev.arm.data import collect, expert_driver
-    from aura_mem_dev.arm.sequences import ArmSequences
+    from aura_mem_dev.arm.data import collect
     from aura_mem_dev.arm.train import AURA_SEED_BASE, agent_driver
     from aura_mem_ros.core.checkpoint import load_aura
     from aura_mem_ros.core.runtime import AuraRuntime
@@ -114,15 +134,7 @@ def memory_data(backbone, model_dir: Path, cfg: CounterfactualGateConfig):
     base = list(range(demo[-1] + 1, demo[-1] + 1 + cfg.base_episodes))
     roll = list(range(base[-1] + 1, base[-1] + 1 + cfg.rollout_episodes))
     runtime = AuraRuntime(load_aura(model_dir / "aura"), gate="learned", fused=False)
-    seqs = ArmSequences()
-    seqs.add(
-        backbone.net,
-        collect(task, demo, lambda s: expert_driver(), noise=cfg.noise, progress="demos"),
-    )
-    seqs.add(
-        backbone.net,
-        collect(task, base, lambda s: agent_driver(ChunkAgent(backbone), 0.0, s), progress="base"),
-    )
+    seqs = demos_and_base_rollouts(backbone, task, demo, base, cfg.noise)
     seqs.add(
         backbone.net,
         collect(

@@ -373,10 +373,8 @@ def gate_progress(every: int = 25):
 def base_data(backbone, task, cfg: ArmNeverResetConfig, seeds, cache: Path | None = None):
     """Noisy expert demos + the frozen policy's rollouts, expert labels (no memory shaped
     them); ``cache``: a torch file of the sequences, reused when its config matches."""
-    from aura_mem_dev.arm.data import collect, expert_driver
+    from aura_mem_dev.arm.counterfactual import demos_and_base_rollouts
     from aura_mem_dev.arm.sequences import ArmSequences
-    from aura_mem_dev.arm.train import agent_driver
-    from aura_mem_ros.sim.arm.loop import ChunkAgent
 
     demo, base = seeds.take(cfg.demo_episodes), seeds.take(cfg.base_episodes)
     key = {"demo": demo[:1] + demo[-1:], "base": base[:1] + base[-1:], "noise": cfg.noise}
@@ -385,15 +383,7 @@ def base_data(backbone, task, cfg: ArmNeverResetConfig, seeds, cache: Path | Non
         stored = torch.load(cache, weights_only=False)
         if stored["key"] == key:
             return ArmSequences(**stored["seqs"])
-    seqs = ArmSequences()
-    seqs.add(
-        backbone.net,
-        collect(task, demo, lambda s: expert_driver(), noise=cfg.noise, progress="demos"),
-    )
-    seqs.add(
-        backbone.net,
-        collect(task, base, lambda s: agent_driver(ChunkAgent(backbone), 0.0, s), progress="base"),
-    )
+    seqs = demos_and_base_rollouts(backbone, task, demo, base, cfg.noise)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"key": key, "seqs": dataclasses.asdict(seqs)}, cache)
