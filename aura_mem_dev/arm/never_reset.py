@@ -2,7 +2,8 @@
 --only-never-reset [--out DIR]`` -> DIR/aura_never_reset (``NEVER_RESET_AURA_DIR``), the
 layer ``reset_policy: never`` + ``aura_checkpoint: bundled`` serves on ``arm_mini``.
 
-Why a separate layer, trained from scratch: the shipped per-episode layer holds the cue in
+Why a separate layer (warm-started from the per-episode one, ``init_from``; from scratch
+the gate never opened, see below): the shipped per-episode layer holds the cue in
 WHICH key direction was written, a delta-rule write of the next cue does not erase the
 previous one, and its gate learned (correctly, for that memory) not to write into a
 non-empty memory: never-reset success 0.370 (counterfactual.py's docstring has the
