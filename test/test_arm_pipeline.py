@@ -182,3 +182,24 @@ def test_only_kv_rebuilds_the_kv_arm_alone(quick_weights: Path, tmp_path: Path) 
     assert 0.0 <= report["kv"]["validation"]["completed"] <= 1.0
     step = KVRuntime(kv).select_action(np.zeros(kv.config.d_model), np.zeros((8, 7)))
     assert step.action.shape == (8, 7) and step.wrote
+
+
+def test_cue_blind_chance_is_the_chance_of_an_arm_that_cannot_see_the_cue() -> None:
+    from aura_mem_dev.report.arm import cue_blind_chance
+
+    def eps(cues: list[int], placed: list[int | None]) -> list[dict]:
+        return [{"cue_pad": c, "placed_pad": p} for c, p in zip(cues, placed, strict=True)]
+
+    # cues drawn unevenly; an arm that always places on pad 0 scores pad 0's share, not 1/3
+    cues = [0] * 10 + [1] * 25 + [2] * 25
+    expected, p = cue_blind_chance(eps(cues, [0] * 60))
+    assert expected == pytest.approx(10 / 60) and p == 1.0
+    # an arm that always finds the cued pad is far from cue-blind
+    expected, p = cue_blind_chance(eps(cues, cues))
+    assert p < 0.001
+    # one that never does (it avoids the cue: it saw it) is far from cue-blind too
+    expected, p = cue_blind_chance(eps(cues, [(c + 1) % 3 for c in cues]))
+    assert expected > 0.2 and p < 0.001
+    # episodes that place nothing count as misses
+    expected, _ = cue_blind_chance(eps([0, 1], [None, None]))
+    assert expected == 0.0
