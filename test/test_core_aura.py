@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 import torch
 
@@ -123,6 +125,38 @@ def test_a_head_that_reads_the_last_value_tells_apart_states_with_the_same_read(
             a = layer.step(x, base, state_a, write=never).action
             b = layer.step(x, base, state_b, write=never).action
         assert torch.equal(a, b) is (reads == "read")
+
+
+def test_the_heads_product_term_answers_a_comparison_of_view_and_memory() -> None:
+    """head_bilinear: (U x) ⊙ (V r) is a product, so the residual it adds flips sign when
+    either the view or the memory does: "does what I see match what I stored" in one layer.
+    It starts at zero (an untrained term leaves the action alone) and round-trips through a
+    checkpoint; a config saved before the option existed loads without it."""
+    from aura_mem_ros.core.checkpoint import load_aura, save_aura
+
+    config = AuraConfig(d_model=16, chunk_size=2, action_dim=3, head_bilinear=8)
+    layer = init_aura(config, seed=2)
+    x, r = torch.randn(1, 16), torch.randn(1, 32)
+    plain = AuraConfig(d_model=16, chunk_size=2, action_dim=3)
+    assert torch.equal(layer.head(x, r), torch.zeros(1, 2, 3))  # both outputs start at zero
+    with torch.no_grad():
+        torch.nn.init.normal_(layer.head.bil_out.weight, std=0.1)
+        layer.head.bil_x.bias.zero_()
+
+        def product(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            # head.out is still zero: all of the residual is the product term
+            return layer.head(x, r) - layer.head(x, torch.zeros_like(r))
+
+        torch.testing.assert_close(product(-x, r), -product(x, r))
+        torch.testing.assert_close(product(x, -r), -product(x, r))
+        torch.testing.assert_close(product(-x, -r), product(x, r))
+        assert product(x, r).abs().max() > 1e-3
+    with tempfile.TemporaryDirectory() as tmp:
+        save_aura(layer, tmp)
+        again = load_aura(tmp)
+        torch.testing.assert_close(again.head(x, r), layer.head(x, r))
+    legacy = {k: v for k, v in plain.to_dict().items() if k != "head_bilinear"}
+    assert AuraConfig.from_dict(legacy).head_bilinear == 0
 
 
 def test_a_layer_that_acts_before_writing_keeps_a_writes_effect_for_later_steps() -> None:

@@ -34,6 +34,8 @@ def test_dict_round_trip() -> None:
         ({"forget_init": 1.0}, "forget_init"),
         ({"forget_init": 0.0}, "forget_init"),
         ({"head_reads": "newest"}, "head_reads"),
+        ({"head_bilinear": -1}, "head_bilinear"),
+        ({"head_bilinear": 2.0}, "head_bilinear"),
     ],
 )
 def test_invalid_values_are_rejected(kwargs: dict, match: str) -> None:

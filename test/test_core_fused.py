@@ -16,10 +16,15 @@ torch.set_num_threads(1)
 
 
 def _layer(
-    d_model: int, seed: int, head_reads: str = "read", forget: float | None = None
+    d_model: int,
+    seed: int,
+    head_reads: str = "read",
+    forget: float | None = None,
+    bilinear: int = 0,
 ) -> torch.nn.Module:
     """A layer whose head changes the action and whose gate writes on some steps only
-    (a head that reads m also acts before writing, as a never-reset layer does)."""
+    (a head that reads m also acts before writing, as a never-reset layer does; a product
+    term, when there is one, adds to the action too)."""
     config = AuraConfig(
         d_model=d_model,
         chunk_size=4,
@@ -27,6 +32,7 @@ def _layer(
         head_reads=head_reads,
         act_before_write=head_reads != "read",
         forget_init=forget,
+        head_bilinear=bilinear,
     )
     layer = init_aura(config, seed=seed)
     g = torch.Generator().manual_seed(seed)
@@ -36,6 +42,10 @@ def _layer(
         layer.gate_out.weight.copy_(torch.randn(layer.gate_out.weight.shape, generator=g))
         layer.gate_out.bias.zero_()
         layer.gate_offset.fill_(0.3)
+        if bilinear:
+            out = layer.head.bil_out
+            out.weight.copy_(0.2 * torch.randn(out.weight.shape, generator=g))
+            out.bias.copy_(0.05 * torch.randn(out.bias.shape, generator=g))
     return layer
 
 
@@ -58,22 +68,24 @@ def _run(runtime: AuraRuntime, feats: np.ndarray, bases: np.ndarray) -> tuple[li
 
 
 @pytest.mark.parametrize(
-    ("d_model", "seed", "head_reads", "forget"),
+    ("d_model", "seed", "head_reads", "forget", "bilinear"),
     [
-        (24, 0, "read", None),
-        (512, 1, "read", None),
-        (4096, 2, "read", None),
-        (24, 4, "read_and_last", None),
-        (512, 5, "read_and_last", None),
-        (24, 7, "last", None),
-        (24, 8, "read", 0.3),
-        (512, 9, "read_and_last", 0.6),
+        (24, 0, "read", None, 0),
+        (512, 1, "read", None, 0),
+        (4096, 2, "read", None, 0),
+        (24, 4, "read_and_last", None, 0),
+        (512, 5, "read_and_last", None, 0),
+        (24, 7, "last", None, 0),
+        (24, 8, "read", 0.3, 0),
+        (512, 9, "read_and_last", 0.6, 0),
+        (24, 10, "read", None, 16),
+        (512, 11, "read_and_last", 0.4, 64),
     ],
 )
 def test_fused_learned_gate_matches_the_reference_step(
-    d_model: int, seed: int, head_reads: str, forget: float | None
+    d_model: int, seed: int, head_reads: str, forget: float | None, bilinear: int
 ) -> None:
-    layer = _layer(d_model, seed, head_reads, forget)
+    layer = _layer(d_model, seed, head_reads, forget, bilinear)
     feats, bases = _inputs(300, d_model, seed)
     fused, reference = AuraRuntime(layer), AuraRuntime(layer, fused=False)
     assert fused._fused is not None and reference._fused is None

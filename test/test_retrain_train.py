@@ -178,10 +178,11 @@ def test_refit_trains_a_fresh_layer_on_every_episode_for_the_chosen_iterations(t
     out = tmp_path / "aura_refit"
     argv = ["--bags", str(bag), "--out", str(out), "--backbone", "mini", "--budget", "0.2"]
     argv += ["--max-iterations", "60", "--warmup", "10", "--eval-every", "10"]
-    argv += ["--head-hidden", "32", "--head-reads", "read_and_last"]
+    argv += ["--head-hidden", "32", "--head-reads", "read_and_last", "--head-bilinear", "8"]
     argv += ["--refit", "--allow-worse", "--quiet"]
     assert main(argv) == 0
-    assert load_aura(out).config.head_reads == "read_and_last"  # fresh and refit layer alike
+    config = load_aura(out).config  # fresh and refit layer alike
+    assert config.head_reads == "read_and_last" and config.head_bilinear == 8
     card = json.loads((out / "model_card.json").read_text())
     refit = card["training"]["refit"]
     assert card["data"]["val_episodes"] == 3 and card["data"]["train_episodes"] == 13
@@ -200,3 +201,13 @@ def test_refit_trains_a_fresh_layer_on_every_episode_for_the_chosen_iterations(t
     same = seen["loss"] == pytest.approx(refit["in_sample"]["loss"], abs=1e-5)
     assert same == refit["used"]
     assert ("after_of" in card["validation"]) == refit["used"]
+
+    # --refit-iterations: the refit trains the count given, not the one validation chose
+    fixed = tmp_path / "aura_refit_fixed"
+    argv_fixed = [a if a != str(out) else str(fixed) for a in argv]
+    assert main([*argv_fixed, "--refit-iterations", "20"]) == 0
+    card = json.loads((fixed / "model_card.json").read_text())
+    assert card["training"]["refit"]["iterations"] == 20
+    no_refit = [a for a in argv_fixed if a != "--refit"]
+    with pytest.raises(SystemExit):
+        main([*no_refit, "--refit-iterations", "20"])

@@ -58,24 +58,45 @@ class SequenceOutput(NamedTuple):
 
 
 class ResidualHead(nn.Module):
-    """residual = out(gelu(in([x, r]))) reshaped to (chunk, dim); ``out`` starts at zero."""
+    """residual = out(gelu(in([x, r]))) [+ bil_out((bil_x x) ⊙ (bil_r r))] reshaped to
+    (chunk, dim); ``out`` and ``bil_out`` start at zero. The product term (``bilinear`` > 0
+    units) compares what is seen with what memory holds in one layer."""
 
-    def __init__(self, d_model: int, d_mem: int, hidden: int, chunk_size: int, action_dim: int):
+    def __init__(
+        self,
+        d_model: int,
+        d_mem: int,
+        hidden: int,
+        chunk_size: int,
+        action_dim: int,
+        bilinear: int = 0,
+    ):
         super().__init__()
-        self.d_model = d_model
+        self.d_model, self.hidden, self.bilinear = d_model, hidden, bilinear
         self.shape = (chunk_size, action_dim)
         self.inp = nn.Linear(d_model + d_mem, hidden)
         self.out = nn.Linear(hidden, chunk_size * action_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        if bilinear:
+            self.bil_x = nn.Linear(d_model, bilinear)
+            self.bil_r = nn.Linear(d_mem, bilinear, bias=False)
+            self.bil_out = nn.Linear(bilinear, chunk_size * action_dim)
+            nn.init.zeros_(self.bil_out.weight)
+            nn.init.zeros_(self.bil_out.bias)
 
     def project_x(self, x: Tensor) -> Tensor:
-        """The x-part of the first layer, computed once per sequence rather than per step."""
-        return F.linear(x, self.inp.weight[:, : self.d_model], self.inp.bias)
+        """The x-parts, computed once per sequence rather than per step: (..., hidden
+        [+ bilinear])."""
+        hx = F.linear(x, self.inp.weight[:, : self.d_model], self.inp.bias)
+        return torch.cat([hx, self.bil_x(x)], -1) if self.bilinear else hx
 
     def from_parts(self, hx: Tensor, r: Tensor) -> Tensor:
-        h = F.gelu(hx + F.linear(r, self.inp.weight[:, self.d_model :]))
-        return self.out(h).unflatten(-1, self.shape)
+        h = F.gelu(hx[..., : self.hidden] + F.linear(r, self.inp.weight[:, self.d_model :]))
+        out = self.out(h)
+        if self.bilinear:
+            out = out + self.bil_out(hx[..., self.hidden :] * self.bil_r(r))
+        return out.unflatten(-1, self.shape)
 
     def forward(self, x: Tensor, r: Tensor) -> Tensor:
         return self.from_parts(self.project_x(x), r)
@@ -94,7 +115,12 @@ class AuraLayer(nn.Module):
                 torch.tensor(math.log(c.forget_init / (1 - c.forget_init)))
             )
         self.head = ResidualHead(
-            c.d_model, c.head_mem_width, c.head_hidden, c.chunk_size, c.action_dim
+            c.d_model,
+            c.head_mem_width,
+            c.head_hidden,
+            c.chunk_size,
+            c.action_dim,
+            c.head_bilinear,
         )
         # gate input = [x, r, log1p|e|, log1p Δa]
         self.gate_in = nn.Linear(c.d_model + c.d_val + 2, c.gate_hidden)

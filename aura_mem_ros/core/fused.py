@@ -11,7 +11,8 @@ it is one numba-compiled function, on one thread, releasing the GIL:
     r, e       = Wᵀq̂,  v - Wᵀk̂
     r⁺         = (1 - α) r + β (k̂·q̂) e             α = 0 unless the layer forgets on writes
     a_keep     = head_out(gelu(head_x + head_r r))      [r, m] / [r⁺, v], or m / v: head_reads
-    a_write    = head_out(gelu(head_x + head_r r⁺))
+                 [+ bil_out(bil_x ⊙ bil_r r)]            head_bilinear > 0 (bil_x is in y)
+    a_write    = the same with r⁺
     p          = σ(8 tanh(gate_out(gelu(gate_x + gate_r [r, log1p|e|, log1p Δa])) / 8) - offset)
     g          = p > threshold (learned) | 1 (always) | 0 (never)
     W, m       ← (1 - gα) W + g β k̂ eᵀ,  v if g   in place; untouched when g = 0
@@ -52,7 +53,9 @@ class FusedWeights(NamedTuple):
     split: np.ndarray  # (4,) row offsets: key | value | query | head_x | gate_x
     head_r_t: np.ndarray  # (head_mem_width, head_hidden)
     head_out_t: np.ndarray  # (head_hidden, chunk * action_dim)
-    head_out_b: np.ndarray  # (chunk * action_dim,)
+    head_out_b: np.ndarray  # (chunk * action_dim,): out's bias + bil_out's
+    bil_r_t: np.ndarray  # (head_mem_width, head_bilinear); head_bilinear may be 0
+    bil_out_t: np.ndarray  # (head_bilinear, chunk * action_dim)
     gate_mem_t: np.ndarray  # (d_val + 2, gate_hidden): the [r, log1p|e|, log1p Δa] part
     gate_out_w: np.ndarray  # (gate_hidden,)
     scalars: np.ndarray  # (6,) float64: gate_out bias, β, gate offset, act_before_write,
@@ -70,8 +73,10 @@ def fuse_weights(layer: AuraLayer) -> FusedWeights:
         (layer.value.weight, layer.value.bias),
         (layer.query.weight, layer.query.bias),
         (layer.head.inp.weight[:, :d], layer.head.inp.bias),
+        *([(layer.head.bil_x.weight, layer.head.bil_x.bias)] if c.head_bilinear else []),
         (layer.gate_in.weight[:, :d], layer.gate_in.bias),
     ]
+    n_out = layer.head.out.out_features
     with torch.no_grad():
         weight = torch.cat([w.detach().cpu() for w, _ in x_parts], 0)
         bias = torch.cat([b.detach().cpu() for _, b in x_parts], 0)
@@ -86,10 +91,19 @@ def fuse_weights(layer: AuraLayer) -> FusedWeights:
         return FusedWeights(
             x_weight_t=_numpy(weight.t()),
             x_bias=_numpy(bias),
-            split=np.cumsum([w.shape[0] for w, _ in x_parts])[:4].astype(np.int64),
+            # key | value | query | head_x (+ bil_x: one block) | gate_x
+            split=np.cumsum([c.d_key, c.d_val, c.d_key, c.head_hidden + c.head_bilinear]),
             head_r_t=_numpy(layer.head.inp.weight[:, d:].t()),
             head_out_t=_numpy(layer.head.out.weight.t()),
-            head_out_b=_numpy(layer.head.out.bias),
+            head_out_b=_numpy(
+                layer.head.out.bias + (layer.head.bil_out.bias if c.head_bilinear else 0.0)
+            ),
+            bil_r_t=_numpy(
+                layer.head.bil_r.weight.t() if c.head_bilinear else torch.zeros(c.head_mem_width, 0)
+            ),
+            bil_out_t=_numpy(
+                layer.head.bil_out.weight.t() if c.head_bilinear else torch.zeros(0, n_out)
+            ),
             gate_mem_t=_numpy(layer.gate_in.weight[:, d:].t()),
             gate_out_w=_numpy(layer.gate_out.weight[0]),
             scalars=np.array(scalars, dtype=np.float64),
@@ -126,6 +140,25 @@ def _gelu(u: np.ndarray) -> np.ndarray:
 
 
 @_jit
+def _head(
+    read: np.ndarray,
+    hx: np.ndarray,
+    head_r_t: np.ndarray,
+    head_out_t: np.ndarray,
+    head_out_b: np.ndarray,
+    bil_r_t: np.ndarray,
+    bil_out_t: np.ndarray,
+) -> np.ndarray:
+    """The residual head on one read: out(gelu(hx + r W)) [+ bil_out(bil_x ⊙ r V)]."""
+    hidden = head_r_t.shape[1]
+    a = _vec_mat(_gelu(_vec_mat(read, head_r_t, hx[:hidden])), head_out_t, head_out_b)
+    if bil_r_t.shape[1] > 0:
+        product = hx[hidden:] * _vec_mat(read, bil_r_t, np.zeros(bil_r_t.shape[1], dtype=hx.dtype))
+        a = a + _vec_mat(product, bil_out_t, np.zeros(bil_out_t.shape[1], dtype=hx.dtype))
+    return a
+
+
+@_jit
 def _fused_step(
     x: np.ndarray,
     base: np.ndarray,
@@ -135,7 +168,15 @@ def _fused_step(
     mode: int,
     threshold: float,
 ) -> tuple[np.ndarray, bool, float]:
-    x_weight_t, x_bias, split, head_r_t, head_out_t, head_out_b, gate_mem_t, gate_out_w, s = fw
+    (x_weight_t, x_bias, split, head_r_t, head_out_t, head_out_b) = (
+        fw[0],
+        fw[1],
+        fw[2],
+        fw[3],
+        fw[4],
+        fw[5],
+    )
+    bil_r_t, bil_out_t, gate_mem_t, gate_out_w, s = fw[6], fw[7], fw[8], fw[9], fw[10]
     gate_out_b, beta, gate_offset, forget = s[0], s[1], s[2], s[5]
     y = _vec_mat(x, x_weight_t, x_bias)
     k_hat = _unit(y[: split[0]])
@@ -153,8 +194,8 @@ def _fused_step(
         read_write = np.concatenate((r_written, v))
     elif s[4] == 2.0:  # m alone
         read_keep, read_write = m_mem.copy(), v
-    a_keep = _vec_mat(_gelu(_vec_mat(read_keep, head_r_t, hx)), head_out_t, head_out_b)
-    a_write = _vec_mat(_gelu(_vec_mat(read_write, head_r_t, hx)), head_out_t, head_out_b)
+    a_keep = _head(read_keep, hx, head_r_t, head_out_t, head_out_b, bil_r_t, bil_out_t)
+    a_write = _head(read_write, hx, head_r_t, head_out_t, head_out_b, bil_r_t, bil_out_t)
     if mode == 0:
         feats = np.empty(gate_mem_t.shape[0], dtype=w_mem.dtype)
         feats[:-2] = r
