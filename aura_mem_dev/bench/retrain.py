@@ -165,7 +165,8 @@ def render(result: dict) -> str:
         "an always-write warm-up, the counterfactual gate, the checkpoint chosen on held-out "
         "episodes by memory accuracy, patience 40 validations, weight decay 0.05, head width "
         "512) plus the row's extra arguments (`--train-args`; `--refit`: a fresh layer then "
-        "trained on all episodes for the iterations validation chose). Wall "
+        "trained on all episodes for the iterations validation chose, or for "
+        "`--refit-iterations`; `--head-bilinear`: the residual head's product term). Wall "
         "times: this shared 2-core machine, other jobs running (see NOTES.md).",
         "",
         "| episodes | extra arguments | seed | env | success | 95% CI | writes / episode | "
