@@ -1,6 +1,6 @@
 """``make bench-arm``: the arm task's closed-loop panel, a never-reset run, sim/render rates.
 
-    python -m aura_mem_dev.arm.bench [--episodes 60] [--never-reset 100] [--model-dir DIR]
+    python -m aura_mem_dev.arm.bench [--episodes 120] [--never-reset 100] [--model-dir DIR]
     python -m aura_mem_dev.arm.bench --render-only   # arm.md from arm.json (report/arm.py)
 
 Every arm drives the same frozen ``arm_mini`` through the in-process chunk loop (the calls
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--episodes", type=int, default=120)
     ap.add_argument("--seed-offset", type=int, default=EVAL_SEED_BASE)
     ap.add_argument("--never-reset", type=int, default=100, help="0 = skip")
     ap.add_argument(

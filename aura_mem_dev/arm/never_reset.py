@@ -51,7 +51,7 @@ reset / never reset on the 40 probe seeds 900,000.. unless said; selection on 91
   [0.668, 0.833], 1.60 writes per episode (docs/results/arm_never_reset/).
 So never-reset is much better than the per-episode layer's (0.370) and close to this
 layer's own reset success, but this layer's reset success (0.83 held out) is below the
-per-episode layer's (0.983 on the benchmark seeds) and it completes less often: issue 15's
+per-episode layer's (0.975 on the 120 benchmark seeds) and it completes less often: issue 15's
 target (never-reset within 5 points of the per-episode reset success) is not met.
 """
 
