@@ -74,6 +74,30 @@ def test_warm_start_copies_the_per_episode_layer_and_leaves_m_unread() -> None:
     assert torch.allclose(a, b)
 
 
+def test_warm_start_into_a_layer_reading_r_keeps_how_the_source_reads_memory() -> None:
+    import dataclasses
+
+    from aura_mem_dev.arm.never_reset import new_layer, quick_config, warm_start
+    from aura_mem_ros.core.checkpoint import load_aura
+
+    source = load_aura(DEFAULT_MODEL_DIR / "aura")
+    cfg = dataclasses.replace(quick_config(), head_reads="read", forget_init=None)
+    layer = warm_start(new_layer(source.config.d_model, cfg), DEFAULT_MODEL_DIR / "aura")
+    assert torch.equal(layer.head.inp.weight, source.head.inp.weight)  # x and r columns
+    # one write, then a read: the two layers hold the same W and act alike on it
+    gen = torch.Generator().manual_seed(0)
+    x1, x2 = (torch.randn(1, source.config.d_model, generator=gen) for _ in range(2))
+    base = torch.zeros(1, 8, 7)
+    with torch.no_grad():
+        wrote = [
+            m.step(x1, base, m.init_state(1), write=torch.ones(1)).state for m in (layer, source)
+        ]
+        assert torch.allclose(wrote[0].W, wrote[1].W) and wrote[0].W.abs().sum() > 0
+        a = layer.step(x2, base, wrote[0], write=torch.zeros(1)).action
+        b = source.step(x2, base, wrote[1], write=torch.zeros(1)).action
+    assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, base)
+
+
 def test_stream_rows_carry_memory_across_episodes() -> None:
     from aura_mem_dev.arm.never_reset import ArmNeverResetConfig, stream_source
     from aura_mem_dev.arm.sequences import ArmSequences

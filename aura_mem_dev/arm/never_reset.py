@@ -178,9 +178,10 @@ def warm_start(layer, source_dir: Path):
             if name not in target:
                 continue
             if name == "head.inp.weight":
-                # (hidden, d_model + d_val): the x columns copied; "read_and_last" keeps the r
-                # columns and starts m's at zero, "last" starts m's at zero (r is not read)
-                keep = value.shape[1] if layer.config.head_reads == "read_and_last" else d_model
+                # (hidden, d_model + d_val): the x columns copied; "read" and "read_and_last"
+                # keep the r columns ("read_and_last" starts m's at zero), "last" starts m's
+                # at zero (r is not read)
+                keep = value.shape[1] if layer.config.head_reads != "last" else d_model
                 target[name].zero_()
                 target[name][:, :keep].copy_(value[:, :keep])
             elif target[name].shape == value.shape:
