@@ -46,6 +46,12 @@ reset / never reset on the 40 probe seeds 900,000.. unless said; selection on 91
   (60 seeds 1,000,000..) 0.733 / 0.65, completed only 0.85.
 - α fixed at 0.6, the head's x columns frozen, 700 it.: 0.90 / 0.875; held out 0.783 /
   0.817 (completed 0.87 / 0.88); ``bench --never-reset 100``: 0.790 [0.700, 0.858].
+- (2026-11-30, scratch runs of ``train_and_save`` with only these fields changed) head reads
+  r only, warm start (x and r columns), no forgetting: after the head-only iterations on
+  streams the selection read 0.30 reset / 0.325 never, and by it. 300 the gate had shut
+  (0.025 writes per episode): the delta rule alone does not clear an earlier cue held
+  under another key. α = 0.2, head reads r: 0.80 / 0.525 at the start, never-reset
+  0.375-0.425 by it. 300. Both given up.
 - the defaults below (the same, 1,100 it., a third DAgger round; 1,324 s): 0.95 / 0.95;
   held out 0.833 / 0.833 (completed 0.93 / 0.95); ``bench --never-reset 100``: 0.760
   [0.668, 0.833], 1.60 writes per episode (docs/results/arm_never_reset/).
