@@ -169,3 +169,34 @@ def test_a_layer_that_acts_before_writing_keeps_a_writes_effect_for_later_steps(
         first = layer.forward_sequence(x, base, writes=torch.tensor([[1.0, 0.0, 0.0]]))
     torch.testing.assert_close(first.actions[:, 0], silent.actions[:, 0])  # not this step
     assert not torch.allclose(first.actions[:, 1:], silent.actions[:, 1:])  # later ones
+
+
+def test_forgetting_by_key_starts_as_the_scalar_alpha_and_then_depends_on_the_key() -> None:
+    from aura_mem_ros.core import memory
+    from aura_mem_ros.core.checkpoint import load_aura, save_aura
+
+    base = dict(d_model=6, chunk_size=2, action_dim=3, forget_init=0.6)
+    keyed = init_aura(AuraConfig(**base, forget_by_key=True), seed=0)
+    xs = torch.randn(3, 6)
+    with torch.no_grad():
+        k_hat = memory.unit(keyed.key(xs))  # (3, d_key)
+        # w starts at zero: every write erases 0.6 of W, as the scalar layer's
+        assert torch.allclose(keyed.forget_at(k_hat), torch.full((3,), 0.6))
+        assert abs(keyed.forget.item() - 0.6) < 1e-6
+        keyed.forget_key.weight.copy_(4.0 * k_hat[1:2])  # erase most under x1's key
+        alpha = keyed.forget_at(k_hat)
+        assert alpha[1] > 0.95 and alpha[2] < alpha[1]
+        act = torch.zeros(1, 2, 3)
+        held = keyed.step(xs[:1], act, keyed.init_state(1), write=torch.ones(1)).state
+        for i in (1, 2):  # a write through the layer's step keeps (1 - α of its key) of W
+            after = keyed.step(xs[i : i + 1], act, held, write=torch.ones(1)).state
+            e = keyed.value(xs[i]) - held.W[0].t() @ k_hat[i]
+            expected = (1 - alpha[i]) * held.W[0] + keyed.beta * k_hat[i][:, None] * e[None, :]
+            assert torch.allclose(after.W[0], expected, atol=1e-6)
+    with tempfile.TemporaryDirectory() as d:
+        save_aura(keyed, d)
+        again = load_aura(d)
+    assert again.config.forget_by_key
+    assert torch.equal(again.forget_key.weight, keyed.forget_key.weight)
+    legacy = {k: v for k, v in keyed.config.to_dict().items() if k != "forget_by_key"}
+    assert not AuraConfig.from_dict(legacy).forget_by_key  # configs saved before it still load

@@ -36,6 +36,8 @@ def test_dict_round_trip() -> None:
         ({"head_reads": "newest"}, "head_reads"),
         ({"head_bilinear": -1}, "head_bilinear"),
         ({"head_bilinear": 2.0}, "head_bilinear"),
+        ({"forget_by_key": True}, "forget_by_key needs forget_init"),
+        ({"forget_by_key": 1, "forget_init": 0.5}, "forget_by_key"),
     ],
 )
 def test_invalid_values_are_rejected(kwargs: dict, match: str) -> None:

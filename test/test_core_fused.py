@@ -21,10 +21,11 @@ def _layer(
     head_reads: str = "read",
     forget: float | None = None,
     bilinear: int = 0,
+    by_key: bool = False,
 ) -> torch.nn.Module:
     """A layer whose head changes the action and whose gate writes on some steps only
     (a head that reads m also acts before writing, as a never-reset layer does; a product
-    term, when there is one, adds to the action too)."""
+    term, when there is one, adds to the action too; a per-key α varies from write to write)."""
     config = AuraConfig(
         d_model=d_model,
         chunk_size=4,
@@ -33,6 +34,7 @@ def _layer(
         act_before_write=head_reads != "read",
         forget_init=forget,
         head_bilinear=bilinear,
+        forget_by_key=by_key,
     )
     layer = init_aura(config, seed=seed)
     g = torch.Generator().manual_seed(seed)
@@ -46,6 +48,10 @@ def _layer(
             out = layer.head.bil_out
             out.weight.copy_(0.2 * torch.randn(out.weight.shape, generator=g))
             out.bias.copy_(0.05 * torch.randn(out.bias.shape, generator=g))
+        if by_key:
+            layer.forget_key.weight.copy_(
+                2.0 * torch.randn(layer.forget_key.weight.shape, generator=g)
+            )
     return layer
 
 
@@ -68,24 +74,26 @@ def _run(runtime: AuraRuntime, feats: np.ndarray, bases: np.ndarray) -> tuple[li
 
 
 @pytest.mark.parametrize(
-    ("d_model", "seed", "head_reads", "forget", "bilinear"),
+    ("d_model", "seed", "head_reads", "forget", "bilinear", "by_key"),
     [
-        (24, 0, "read", None, 0),
-        (512, 1, "read", None, 0),
-        (4096, 2, "read", None, 0),
-        (24, 4, "read_and_last", None, 0),
-        (512, 5, "read_and_last", None, 0),
-        (24, 7, "last", None, 0),
-        (24, 8, "read", 0.3, 0),
-        (512, 9, "read_and_last", 0.6, 0),
-        (24, 10, "read", None, 16),
-        (512, 11, "read_and_last", 0.4, 64),
+        (24, 0, "read", None, 0, False),
+        (512, 1, "read", None, 0, False),
+        (4096, 2, "read", None, 0, False),
+        (24, 4, "read_and_last", None, 0, False),
+        (512, 5, "read_and_last", None, 0, False),
+        (24, 7, "last", None, 0, False),
+        (24, 8, "read", 0.3, 0, False),
+        (512, 9, "read_and_last", 0.6, 0, False),
+        (24, 10, "read", None, 16, False),
+        (512, 11, "read_and_last", 0.4, 64, False),
+        (24, 12, "read", 0.5, 0, True),
+        (512, 13, "read_and_last", 0.6, 64, True),
     ],
 )
 def test_fused_learned_gate_matches_the_reference_step(
-    d_model: int, seed: int, head_reads: str, forget: float | None, bilinear: int
+    d_model: int, seed: int, head_reads: str, forget: float | None, bilinear: int, by_key: bool
 ) -> None:
-    layer = _layer(d_model, seed, head_reads, forget, bilinear)
+    layer = _layer(d_model, seed, head_reads, forget, bilinear, by_key)
     feats, bases = _inputs(300, d_model, seed)
     fused, reference = AuraRuntime(layer), AuraRuntime(layer, fused=False)
     assert fused._fused is not None and reference._fused is None

@@ -110,7 +110,11 @@ class AuraLayer(nn.Module):
         self.value = nn.Linear(c.d_model, c.d_val)
         self.query = nn.Linear(c.d_model, c.d_key)
         self.beta_logit = nn.Parameter(torch.tensor(math.log(c.beta_init / (1 - c.beta_init))))
-        if c.forget_init is not None:  # only then: older checkpoints load unchanged
+        if c.forget_by_key:  # α = σ(w·k̂ + b), starting as the scalar α = forget_init
+            self.forget_key = nn.Linear(c.d_key, 1)
+            nn.init.zeros_(self.forget_key.weight)
+            nn.init.constant_(self.forget_key.bias, math.log(c.forget_init / (1 - c.forget_init)))
+        elif c.forget_init is not None:  # only then: older checkpoints load unchanged
             self.forget_logit = nn.Parameter(
                 torch.tensor(math.log(c.forget_init / (1 - c.forget_init)))
             )
@@ -141,8 +145,18 @@ class AuraLayer(nn.Module):
 
     @property
     def forget(self) -> Tensor | None:
-        """α, the fraction of W a write erases; None for a plain delta-rule layer."""
+        """α, the fraction of W a write erases; None for a plain delta-rule layer. With
+        ``forget_by_key``: the α of a key orthogonal to w, σ(b) (``forget_at`` is per write)."""
+        if self.config.forget_by_key:
+            return torch.sigmoid(self.forget_key.bias[0])
         return torch.sigmoid(self.forget_logit) if self.config.forget_init is not None else None
+
+    def forget_at(self, k_hat: Tensor) -> Tensor | None:
+        """α of a write under the unit key k̂ (B, d_key): (B,) with ``forget_by_key``, else
+        the scalar α (or None: no forgetting)."""
+        if self.config.forget_by_key:
+            return torch.sigmoid(self.forget_key(k_hat)).squeeze(-1)
+        return self.forget
 
     # -- one step ----------------------------------------------------------------------------
     def _precompute(self, x: Tensor) -> tuple[Tensor, ...]:
@@ -170,10 +184,11 @@ class AuraLayer(nn.Module):
     ) -> StepOutput:
         k_hat, v, q_hat, hx, gx = pre
         spec = get_gate(gate)
-        beta, forget = self.beta, self.forget
+        beta, forget = self.beta, self.forget_at(k_hat)  # forget: None, () or (B,)
         r = memory.read(state, q_hat)
         e = memory.inner_error(state, k_hat, v)
-        r_kept = r if forget is None else (1 - forget) * r  # what a write leaves of the read
+        # what a write leaves of the read
+        r_kept = r if forget is None else (1 - forget.reshape(-1, 1)) * r
         r_written = r_kept + beta * (k_hat * q_hat).sum(-1, keepdim=True) * e
         read_keep, read_write = r, r_written  # what the head reads: (B, head_mem_width)
         if self.config.head_reads == "read_and_last":

@@ -59,6 +59,12 @@ class AuraConfig:
         never-reset layer needs it: without it, what earlier episodes wrote along other keys
         stays in W for ever and grows past anything a training stream shows. A weight, not
         state: the state stays 4,224 bytes.
+    forget_by_key: with forget_init set, α depends on what is written: α = σ(w·k̂ + b) per
+        write (w starts at zero, b at logit(forget_init), so the layer starts as the scalar
+        one). A never-reset layer must erase an earlier episode's cue when the next cue is
+        written, yet keep its own cue when a later write in the same episode stores
+        something else; one α for every write cannot do both. Two weights (d_key + 1
+        numbers), not state. Off by default.
     """
 
     d_model: int
@@ -77,6 +83,7 @@ class AuraConfig:
     act_before_write: bool = False
     forget_init: float | None = None
     head_bilinear: int = 0
+    forget_by_key: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -92,7 +99,7 @@ class AuraConfig:
             raise ValueError(
                 f"AuraConfig.head_reads must be one of {HEAD_READS}, got {self.head_reads!r}"
             )
-        for flag in ("discrete", "act_before_write"):
+        for flag in ("discrete", "act_before_write", "forget_by_key"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"AuraConfig.{flag} must be a bool, got {getattr(self, flag)!r}")
         if self.discrete and self.chunk_size != 1:
@@ -109,6 +116,8 @@ class AuraConfig:
             raise ValueError(
                 f"AuraConfig.forget_init must lie in (0, 1) or be None, got {self.forget_init!r}"
             )
+        if self.forget_by_key and self.forget_init is None:
+            raise ValueError("AuraConfig.forget_by_key needs forget_init (α's starting value)")
         if self.target_write_rate is not None and not 0.0 < float(self.target_write_rate) <= 1.0:
             raise ValueError(
                 f"AuraConfig.target_write_rate must lie in (0, 1] or be None, "

@@ -9,7 +9,7 @@ it is one numba-compiled function, on one thread, releasing the GIL:
     y          = x [K; V; Q; head_x; gate_x]ᵀ + b   every projection of x in ONE pass
     k̂, q̂, v    = unit(y_K), unit(y_Q), y_V
     r, e       = Wᵀq̂,  v - Wᵀk̂
-    r⁺         = (1 - α) r + β (k̂·q̂) e             α = 0 unless the layer forgets on writes
+    r⁺         = (1 - α) r + β (k̂·q̂) e             α = 0 unless the layer forgets (or σ(w·k̂ + b))
     a_keep     = head_out(gelu(head_x + head_r r))      [r, m] / [r⁺, v], or m / v: head_reads
                  [+ bil_out(bil_x ⊙ bil_r r)]            head_bilinear > 0 (bil_x is in y)
     a_write    = the same with r⁺
@@ -58,8 +58,10 @@ class FusedWeights(NamedTuple):
     bil_out_t: np.ndarray  # (head_bilinear, chunk * action_dim)
     gate_mem_t: np.ndarray  # (d_val + 2, gate_hidden): the [r, log1p|e|, log1p Δa] part
     gate_out_w: np.ndarray  # (gate_hidden,)
-    scalars: np.ndarray  # (6,) float64: gate_out bias, β, gate offset, act_before_write,
-    #                      head_reads (0 read, 1 read_and_last, 2 last), α (0: no forgetting)
+    scalars: np.ndarray  # (8,) float64: gate_out bias, β, gate offset, act_before_write,
+    #                      head_reads (0 read, 1 read_and_last, 2 last), α (0: no forgetting),
+    #                      forget_by_key (0/1), its bias b
+    forget_key_w: np.ndarray  # (d_key,): w of α = σ(w·k̂ + b) (zeros unless forget_by_key)
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -87,7 +89,10 @@ def fuse_weights(layer: AuraLayer) -> FusedWeights:
             float(c.act_before_write),
             float(HEAD_READS.index(c.head_reads)),
             0.0 if layer.forget is None else float(layer.forget),
+            float(c.forget_by_key),
+            float(layer.forget_key.bias[0]) if c.forget_by_key else 0.0,
         ]
+        forget_key_w = layer.forget_key.weight[0] if c.forget_by_key else torch.zeros(c.d_key)
         return FusedWeights(
             x_weight_t=_numpy(weight.t()),
             x_bias=_numpy(bias),
@@ -107,6 +112,7 @@ def fuse_weights(layer: AuraLayer) -> FusedWeights:
             gate_mem_t=_numpy(layer.gate_in.weight[:, d:].t()),
             gate_out_w=_numpy(layer.gate_out.weight[0]),
             scalars=np.array(scalars, dtype=np.float64),
+            forget_key_w=_numpy(forget_key_w),
         )
 
 
@@ -186,6 +192,8 @@ def _fused_step(
     zero = np.zeros(w_mem.shape[1], dtype=w_mem.dtype)
     r = _vec_mat(q_hat, w_mem, zero)
     e = v - _vec_mat(k_hat, w_mem, zero)
+    if s[6] == 1.0:  # forget_by_key: α = σ(w·k̂ + b) for this write
+        forget = 1.0 / (1.0 + math.exp(-(np.sum(fw[11] * k_hat) + s[7])))
     r_kept = r if forget == 0.0 else np.float32(1.0 - forget) * r
     r_written = r_kept + np.float32(beta * np.sum(k_hat * q_hat)) * e
     read_keep, read_write = r, r_written
