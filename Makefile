@@ -19,7 +19,7 @@ PKG_SOURCES := CMakeLists.txt package.xml $(wildcard msg/*.msg scripts/*) \
 
 .PHONY: setup test test-fast lint demo demo-no-reset colcon-check clean train-default \
 	bench-synthetic bench-closed-loop bench-perf bench-faults bench-soak bench-recorder \
-	bench-never-reset bench-scale bench-serving-latency train-arm bench-arm demo-arm \
+	bench-never-reset bench-scale bench-serving-latency train-arm train-arm-never-reset bench-arm demo-arm \
 	bench-gate-cost bench-retrain
 
 setup: $(STAMP)/package $(STAMP)/dev
@@ -144,6 +144,10 @@ bench-scale: setup
 # docs/results/arm.{md,json}; the demo runs arm_sim and aura_mem as two processes.
 train-arm: setup
 	nice -n 10 $(PY) -m aura_mem_dev.arm.train
+
+# the layer reset_policy: never serves on arm_mini (~25 min; not part of train-arm's 60 min)
+train-arm-never-reset: setup
+	nice -n 10 $(PY) -m aura_mem_dev.arm.train --only-never-reset
 
 bench-arm: setup
 	nice -n 10 $(PY) -m aura_mem_dev.arm.bench

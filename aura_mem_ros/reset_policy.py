@@ -16,8 +16,9 @@ memory and cannot replace a stale cue with a new one (never reset on MiniGrid-Me
 to chance, ``docs/results/never_reset_episodic.md``). A new instruction is exactly where a
 stale cue would mislead it, it is the one task boundary a robot announces, and resetting
 there costs nothing within a task. ``never`` serves the backbone's never-reset layer
-(``aura_checkpoint: bundled`` -> ``aura_never_reset/``; ``mini`` ships one, trained on
-streams of consecutive episodes: ``docs/results/never_reset.md``); choose it for a robot
+(``aura_checkpoint: bundled`` -> ``aura_never_reset/``; ``mini`` and ``arm_mini`` ship
+one, trained on streams of consecutive episodes: ``docs/results/never_reset.md``,
+``docs/results/arm.md``); choose it for a robot
 whose tasks follow one another without instructions that mark them, and expect about twice
 the writes (the never-reset layer also marks the end of each use of a cue). Where a backbone
 ships no never-reset layer the node warns and serves the per-episode one. ``service`` is for

@@ -81,7 +81,9 @@ def test_warm_start_into_a_layer_reading_r_keeps_how_the_source_reads_memory() -
     from aura_mem_ros.core.checkpoint import load_aura
 
     source = load_aura(DEFAULT_MODEL_DIR / "aura")
-    cfg = dataclasses.replace(quick_config(), head_reads="read", forget_init=None)
+    cfg = dataclasses.replace(
+        quick_config(), head_reads="read", forget_init=None, forget_by_key=False
+    )
     layer = warm_start(new_layer(source.config.d_model, cfg), DEFAULT_MODEL_DIR / "aura")
     assert torch.equal(layer.head.inp.weight, source.head.inp.weight)  # x and r columns
     # one write, then a read: the two layers hold the same W and act alike on it
@@ -118,10 +120,13 @@ def test_stream_rows_carry_memory_across_episodes() -> None:
     assert len(set(row[: int(steps.max())].tolist())) >= 2  # a row spans episodes
 
 
-def test_freeze_keeps_alpha_and_the_memoryless_path() -> None:
+@pytest.mark.parametrize("by_key", [True, False])
+def test_freeze_keeps_alpha_and_the_memoryless_path(by_key: bool) -> None:
+    import dataclasses
+
     from aura_mem_dev.arm.never_reset import freeze, new_layer, quick_config, warm_start
 
-    cfg = quick_config()
+    cfg = dataclasses.replace(quick_config(), forget_by_key=by_key)
     layer = warm_start(new_layer(192, cfg), DEFAULT_MODEL_DIR / "aura")
     freeze(layer, cfg)
     x, base = torch.randn(2, 5, 192), torch.zeros(2, 5, 8, 7)
@@ -129,4 +134,8 @@ def test_freeze_keeps_alpha_and_the_memoryless_path() -> None:
     out.actions.abs().sum().backward()
     grad = layer.head.inp.weight.grad
     assert not grad[:, :192].any() and grad[:, 192:].abs().sum() > 0  # only memory columns
-    assert layer.forget_logit.grad is None and layer.key.weight.grad is not None
+    assert layer.key.weight.grad is not None
+    if by_key:  # a per-key α is what never-reset training learns: it trains
+        assert layer.forget_key.weight.grad is not None
+    else:  # one α for every write stays where it started
+        assert layer.forget_logit.grad is None

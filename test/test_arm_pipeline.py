@@ -102,6 +102,11 @@ def test_bench_panel_and_never_reset_have_the_closed_loop_shape(quick_weights: P
     md = render_markdown(panel, {"total_seconds": 4000.0, "backbone_seconds": 900.0}, None)
     assert all(f"| {arm} | " in md for arm in ARMS)
     assert "| `make train-arm` <= 60 min on this 2-core machine | 66.7 min | **no** |" in md
+    # with a never-reset layer shipped, its run counts towards "every weight in 60 min"
+    train = {"total_seconds": 2400.0, "backbone_seconds": 900.0}
+    md = render_markdown(panel, train, None, {"seconds": 600.0})
+    assert "| every shipped arm weight rebuilt from scratch <= 60 min" in md
+    assert "50.0 min (`make train-arm` 40.0 + `make train-arm-never-reset` 10.0) | yes |" in md
     hit_s, hit_n, miss_s, miss_n = cue_split(panel["per_episode"]["aura"])
     assert hit_n + miss_n == 2 and hit_s + miss_s == panel["arms"]["aura"]["successes"]
 

@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"never-reset: {json.dumps(never['result'])}", flush=True)
     rates = measure_rates()
     rates["backbone_ms"] = backbone_ms(args.model_dir)
-    train, backbone_meta = training_records(args.model_dir)
+    train, backbone_meta, _ = training_records(args.model_dir)
     panel["never_reset"] = never
     if args.update and args.out.is_file():
         panel = merged_panel(json.loads(args.out.read_text()), panel, arms)
@@ -359,12 +359,15 @@ def merged_panel(old: dict, new: dict, arms: tuple[str, ...]) -> dict:
     return merged
 
 
-def training_records(model_dir: Path) -> tuple[dict | None, dict | None]:
-    """The memory layers' train_report.json and the backbone's config.json meta, if any."""
+def training_records(model_dir: Path) -> tuple[dict | None, dict | None, dict | None]:
+    """The memory layers' train_report.json, the backbone's config.json meta and the
+    never-reset layer's never_reset_train_report.json, each if there is one."""
     report, config = model_dir / "train_report.json", model_dir / "config.json"
+    never = model_dir / "never_reset_train_report.json"
     train = json.loads(report.read_text()) if report.is_file() else None
     meta = json.loads(config.read_text()).get("meta") if config.is_file() else None
-    return train, meta
+    never_train = json.loads(never.read_text()) if never.is_file() else None
+    return train, meta, never_train
 
 
 def write_md(panel: dict, model_dir: Path, md_path: Path) -> None:

@@ -103,7 +103,12 @@ def threshold_note(panel: dict, train: dict | None) -> list[str]:
     return ["", text + "."]
 
 
-def render_markdown(panel: dict, train: dict | None, backbone_meta: dict | None) -> str:
+def render_markdown(
+    panel: dict,
+    train: dict | None,
+    backbone_meta: dict | None,
+    never_reset_train: dict | None = None,
+) -> str:
     n = panel["episodes"]
     arms = panel["arms"]
     never = panel.get("never_reset")
@@ -222,11 +227,21 @@ def render_markdown(panel: dict, train: dict | None, backbone_meta: dict | None)
         + (f"{total:.0f} s ({total / 60:.1f} min), " if total is not None else "")
         + f"{how}.",
     ]
-    lines += ["", "## Issue 15's targets", "", *targets(target_rows(panel, total))]
+    never_s = float(never_reset_train["seconds"]) if never_reset_train else None
+    if never_s is not None:
+        lines.append(
+            f"The never-reset layer (`make train-arm-never-reset`, a separate run on the "
+            f"trained backbone and per-episode layer, `never_reset_train_report.json`): "
+            f"{never_s:.0f} s ({never_s / 60:.1f} min)."
+        )
+    rows = target_rows(panel, total, never_s)
+    lines += ["", "## Issue 15's targets", "", *targets(rows)]
     return "\n".join(lines) + "\n"
 
 
-def target_rows(panel: dict, train_total: float | None) -> list[tuple[str, str, bool]]:
+def target_rows(
+    panel: dict, train_total: float | None, never_reset_train_s: float | None = None
+) -> list[tuple[str, str, bool]]:
     arms = panel["arms"]
     rows: list[tuple[str, str, bool]] = []
     if "memoryless" in arms:
@@ -284,12 +299,22 @@ def target_rows(panel: dict, train_total: float | None) -> list[tuple[str, str, 
                 abs(r["success"] - a["success"]) <= POINTS,
             )
         )
-    if train_total is not None:
+    if train_total is not None and never_reset_train_s is None:
         rows.append(
             (
                 "`make train-arm` <= 60 min on this 2-core machine",
                 f"{train_total / 60:.1f} min",
                 train_total <= TRAIN_BUDGET_S,
+            )
+        )
+    elif train_total is not None:  # every shipped arm weight, the never-reset layer too
+        both = train_total + never_reset_train_s
+        rows.append(
+            (
+                "every shipped arm weight rebuilt from scratch <= 60 min on this 2-core machine",
+                f"{both / 60:.1f} min (`make train-arm` {train_total / 60:.1f} + "
+                f"`make train-arm-never-reset` {never_reset_train_s / 60:.1f})",
+                both <= TRAIN_BUDGET_S,
             )
         )
     return rows
