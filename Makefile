@@ -145,7 +145,8 @@ bench-scale: setup
 train-arm: setup
 	nice -n 10 $(PY) -m aura_mem_dev.arm.train
 
-# the layer reset_policy: never serves on arm_mini (~25 min; not part of train-arm's 60 min)
+# step 6 of train-arm alone: the layer reset_policy: never serves on arm_mini, on the
+# shipped backbone and per-episode layer (~25 min)
 train-arm-never-reset: setup
 	nice -n 10 $(PY) -m aura_mem_dev.arm.train --only-never-reset
 

@@ -1,4 +1,4 @@
-"""The arm gate refitted by the counterfactual objective (issue 15): last step of train-arm.
+"""The arm gate refitted by the counterfactual objective (issue 15): step 4 of train-arm.
 
     python -m aura_mem_dev.arm.counterfactual [--model-dir DIR] [--iterations 400]
 
@@ -118,9 +118,12 @@ def demos_and_base_rollouts(backbone, task, demo: list[int], base: list[int], no
     return seqs
 
 
-def memory_data(backbone, model_dir: Path, cfg: CounterfactualGateConfig):
+def memory_data(backbone, model_dir: Path, cfg: CounterfactualGateConfig, unshaped=None):
     """The memory recipe's data, same seeds: noisy expert demos, the frozen policy's
-    rollouts, rollouts of ``model_dir``/aura (gated); every chunk labelled by the expert."""
+    rollouts, rollouts of ``model_dir``/aura (gated); every chunk labelled by the expert.
+
+    ``unshaped``: the demos and base rollouts already collected on these seeds (``make
+    train-arm`` passes its step 2's, the same episodes), so only the gated ones are run."""
     from aura_mem_dev.arm.data import collect
     from aura_mem_dev.arm.train import AURA_SEED_BASE, agent_driver
     from aura_mem_ros.core.checkpoint import load_aura
@@ -134,7 +137,14 @@ def memory_data(backbone, model_dir: Path, cfg: CounterfactualGateConfig):
     base = list(range(demo[-1] + 1, demo[-1] + 1 + cfg.base_episodes))
     roll = list(range(base[-1] + 1, base[-1] + 1 + cfg.rollout_episodes))
     runtime = AuraRuntime(load_aura(model_dir / "aura"), gate="learned", fused=False)
-    seqs = demos_and_base_rollouts(backbone, task, demo, base, cfg.noise)
+    if unshaped is None:
+        seqs = demos_and_base_rollouts(backbone, task, demo, base, cfg.noise)
+    elif len(unshaped) == len(demo) + len(base):
+        seqs = unshaped
+    else:
+        raise ValueError(
+            f"{len(unshaped)} unshaped episodes given, the recipe has {len(demo)} + {len(base)}"
+        )
     seqs.add(
         backbone.net,
         collect(
@@ -200,10 +210,11 @@ def follow_budget(layer, batches: list, budget: float, every: int):
     return callback
 
 
-def refit_gate(model_dir: Path, cfg: CounterfactualGateConfig, seqs=None) -> dict:
+def refit_gate(model_dir: Path, cfg: CounterfactualGateConfig, seqs=None, unshaped=None) -> dict:
     """Load ``model_dir``/aura, refit, calibrate, save; -> the report entry.
 
-    ``seqs``: the memory data if already collected (``memory_data``)."""
+    ``seqs``: the memory data if already collected (``memory_data``); ``unshaped``: its
+    demos and base rollouts only (``memory_data``'s)."""
     from aura_mem_dev.arm.calibrate import calibrate_threshold_closed_loop, with_threshold
     from aura_mem_dev.arm.train import VALIDATION_SEED_BASE
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
@@ -214,7 +225,7 @@ def refit_gate(model_dir: Path, cfg: CounterfactualGateConfig, seqs=None) -> dic
     backbone = ArmMiniBackbone(model_dir)
     task = ArmTaskConfig(image_size=backbone.net.cfg.image_size)
     if seqs is None:
-        seqs = memory_data(backbone, model_dir, cfg)
+        seqs = memory_data(backbone, model_dir, cfg, unshaped)
     data_seconds = time.time() - t0
     layer = load_aura(model_dir / "aura")
     t1 = time.time()

@@ -1,4 +1,5 @@
-"""The arm's never-reset AURA layer (issue 15): ``python -m aura_mem_dev.arm.train
+"""The arm's never-reset AURA layer (issue 15): step 6 of ``make train-arm`` (in a second
+process, ``train.NeverResetProcess``), or alone ``python -m aura_mem_dev.arm.train
 --only-never-reset [--out DIR]`` -> DIR/aura_never_reset (``NEVER_RESET_AURA_DIR``), the
 layer ``reset_policy: never`` + ``aura_checkpoint: bundled`` serves on ``arm_mini``.
 
@@ -72,6 +73,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -411,9 +413,15 @@ def base_data(backbone, task, cfg: ArmNeverResetConfig, seeds, cache: Path | Non
 
 
 def train_never_reset_layer(
-    model_dir: Path, cfg: ArmNeverResetConfig, cache: Path | None = None
+    model_dir: Path,
+    cfg: ArmNeverResetConfig,
+    cache: Path | None = None,
+    wait_for_source: Callable[[], None] | None = None,
 ) -> tuple[Any, dict]:
-    """A fresh never-reset layer on ``model_dir``'s frozen backbone -> (layer, record)."""
+    """A fresh never-reset layer on ``model_dir``'s frozen backbone -> (layer, record).
+
+    ``wait_for_source``: called after the data is collected and before the warm start reads
+    ``model_dir``/``init_from`` (``make train-arm`` collects while that layer still trains)."""
     from aura_mem_dev.arm.train import AURA_SEED_BASE, _Seeds
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
     from aura_mem_ros.core.objectives import CounterfactualGate
@@ -427,6 +435,10 @@ def train_never_reset_layer(
     seeds = _Seeds(AURA_SEED_BASE + cfg.seed * 10_000 + 5_000)
     seqs = base_data(backbone, task, cfg, seeds, cache)
     data_seconds = time.time() - t0
+    waited = 0.0
+    if wait_for_source is not None:
+        wait_for_source()
+        waited = time.time() - t0 - data_seconds
     layer = new_layer(seqs.features[0].shape[-1], cfg)
     if cfg.init_from is not None:
         layer = warm_start(layer, model_dir / cfg.init_from)
@@ -491,6 +503,7 @@ def train_never_reset_layer(
         ),
         "sequences": len(seqs),
         "data_seconds": round(data_seconds, 1),
+        "waited_seconds": round(waited, 1),  # for the per-episode layer (make train-arm)
         "head_seconds": round(head_seconds, 1),
         "train_seconds": round(res.seconds, 1),
         "calibration": calibration,
@@ -507,12 +520,18 @@ def train_never_reset_layer(
     return layer, record
 
 
-def train_and_save(model_dir: Path, out: Path, cfg: ArmNeverResetConfig, cache=None) -> dict:
+def train_and_save(
+    model_dir: Path,
+    out: Path,
+    cfg: ArmNeverResetConfig,
+    cache=None,
+    wait_for_source: Callable[[], None] | None = None,
+) -> dict:
     """Train, save OUT/aura_never_reset and OUT/never_reset_train_report.json."""
     from aura_mem_ros.backbones.base import NEVER_RESET_AURA_DIR
     from aura_mem_ros.core.checkpoint import save_aura
 
-    layer, record = train_never_reset_layer(model_dir, cfg, cache)
+    layer, record = train_never_reset_layer(model_dir, cfg, cache, wait_for_source)
     save_aura(layer, out / NEVER_RESET_AURA_DIR)
     (out / "never_reset_train_report.json").write_text(
         json.dumps(record, indent=2, default=str) + "\n"

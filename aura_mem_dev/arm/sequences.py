@@ -28,6 +28,10 @@ class ArmSequences:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def head(self, n: int) -> ArmSequences:
+        """The first ``n`` rows as a new collection (lists copied, tensors shared)."""
+        return ArmSequences(self.features[:n], self.base[:n], self.labels[:n], self.cue_pads[:n])
+
     @torch.no_grad()
     def add(self, net: ArmPolicyNet, records: list[ArmRecord]) -> None:
         tokens = torch.tensor([tokenize(INSTRUCTION, net.cfg)])

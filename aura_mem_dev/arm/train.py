@@ -1,8 +1,8 @@
-"""``make train-arm``: rebuild every shipped arm weight from scratch, fixed seeds, one thread.
+"""``make train-arm``: rebuild every shipped arm weight from scratch, fixed seeds.
 
     python -m aura_mem_dev.arm.train [--out aura_mem_ros/models/arm_mini] [--quick]
-    python -m aura_mem_dev.arm.train --only-kv   # step 4 alone: rebuild OUT/kv
-    python -m aura_mem_dev.arm.train --only-never-reset  # OUT/aura_never_reset (opt-in)
+    python -m aura_mem_dev.arm.train --only-kv   # step 5 alone: rebuild OUT/kv
+    python -m aura_mem_dev.arm.train --only-never-reset  # step 6 alone: OUT/aura_never_reset
 
 1. the frozen ``arm_mini`` backbone: demos, BC, DAgger (bc.py)      -> OUT/model.safetensors
 2. memory data on the memory task (cue goes dark): noisy expert demos and rollouts of the
@@ -10,23 +10,29 @@
 3. AURA (learned gate, write budget) with ``memory.train_arm_memory``, then DAgger rounds:
    roll out the gated policy, relabel, aggregate, retrain; the gate's threshold calibrated
    in closed loop to the write budget on validation seeds (calibrate.py)  -> OUT/aura/
-4. the always-write KV arm on the same data plus one round of its own rollouts (expert mix as
-   AURA's round; ``--only-kv`` reruns this step alone)                    -> OUT/kv/
-5. the AURA gate refitted by the counterfactual objective (gate only, exact write benefit),
-   threshold re-calibrated (counterfactual.py)                        -> OUT/aura/
-and OUT/train_report.json (timings, probes, per-round closed-loop rates).
+4. the AURA gate refitted by the counterfactual objective (gate only, exact write benefit)
+   on step 2's episodes plus rollouts of the step-3 layer, threshold re-calibrated
+   (counterfactual.py)                                                -> OUT/aura/
+5. the always-write KV arm on step 2-3's data plus one round of its own rollouts (expert mix
+   as AURA's round; ``--only-kv`` reruns this step alone)               -> OUT/kv/
+6. the layer ``reset_policy: never`` serves (never_reset.py: warm-started from step 4's
+   layer, streams of episodes with the memory carried, forgetting writes, the counterfactual
+   gate, never-reset DAgger, selection on the worse of reset and never-reset success)
+                                                                       -> OUT/aura_never_reset/
+and OUT/train_report.json (timings, probes, per-round closed-loop rates) and
+OUT/never_reset_train_report.json.
 
-``--only-never-reset`` trains, on OUT's frozen backbone, the layer ``reset_policy: never``
-serves (never_reset.py: from scratch, streams of episodes with the memory carried, forgetting
-writes, the counterfactual gate, never-reset DAgger, selection on the worse of reset and
-never-reset success) -> OUT/aura_never_reset and OUT/never_reset_train_report.json. Not
-part of ``make train-arm``.
+Every process runs one thread (reproducible weights). Step 6 runs in a second process so the
+machine's second core is used: it starts after step 1, collects its own episodes, waits for
+step 4's layer, then trains while step 5 runs (``NeverResetProcess``; ``--skip-never-reset``
+skips it). ``total_seconds`` in the report is the wall time of all six.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -113,14 +119,26 @@ class _Seeds:
         return out
 
 
-def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
+@dataclass
+class MemoryStage:
+    """What steps 2-3 leave for the refit (step 4) and the KV arm (step 5)."""
+
+    backbone: object  # ArmMiniBackbone
+    task: object  # ArmTaskConfig
+    seqs: object  # ArmSequences: demos, base rollouts, gated rollouts
+    unshaped: int  # the first ``unshaped`` rows: demos + base rollouts (no memory shaped them)
+    seeds: _Seeds  # the next unused seed
+    val: list[int]
+
+
+def train_aura_layer(out: Path, cfg: ArmTrainConfig, report: dict) -> MemoryStage:
+    """Steps 2-3: the memory data and the straight-through AURA layer -> OUT/aura."""
     from aura_mem_dev.arm.calibrate import calibrate_threshold_closed_loop, with_threshold
     from aura_mem_dev.arm.data import collect, expert_driver
     from aura_mem_dev.arm.memory import MemoryTrainConfig, fit_aura
     from aura_mem_dev.arm.sequences import ArmSequences, cue_probe_accuracy
     from aura_mem_ros.backbones.arm_mini import ArmMiniBackbone
     from aura_mem_ros.core.checkpoint import save_aura
-    from aura_mem_ros.core.kv import save_kv
     from aura_mem_ros.core.runtime import AuraRuntime
     from aura_mem_ros.sim.arm.env import ArmTaskConfig
     from aura_mem_ros.sim.arm.loop import ChunkAgent
@@ -152,6 +170,7 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
             progress="base rollouts",
         ),
     )
+    unshaped = len(seqs)
     report["cue_probe"] = {f"chunk_{k}": cue_probe_accuracy(seqs, step=k) for k in (0, 1, 2, 8)}
     tqdm.write(f"linear probe of the cue from backbone features: {report['cue_probe']}")
     report["memoryless_validation"] = closed_loop(task, ChunkAgent(backbone), val)
@@ -194,9 +213,17 @@ def train_memory_layers(out: Path, cfg: ArmTrainConfig, report: dict) -> None:
     report["aura"] = rounds
     report["aura_sequences"] = len(seqs)
     report["aura_seconds"] = round(time.time() - t0, 1)
+    return MemoryStage(backbone, task, seqs, unshaped, seeds, val)
+
+
+def train_kv_step(out: Path, stage: MemoryStage, cfg: ArmTrainConfig, report: dict) -> None:
+    """Step 5: the always-write KV arm on the memory data -> OUT/kv."""
+    from aura_mem_ros.core.kv import save_kv
 
     t1 = time.time()
-    kv, report["kv"] = train_kv_arm(backbone, task, seqs, seeds, cfg, val)
+    kv, report["kv"] = train_kv_arm(
+        stage.backbone, stage.task, stage.seqs, stage.seeds, cfg, stage.val
+    )
     save_kv(kv, out / "kv")
     report["kv_seconds"] = round(time.time() - t1, 1)
 
@@ -300,12 +327,14 @@ class Recipe:
     backbone: object = None  # BCConfig
     memory: ArmTrainConfig = field(default_factory=ArmTrainConfig)
     gate: object = None  # counterfactual.CounterfactualGateConfig; None = its defaults
+    never_reset: object = None  # never_reset.ArmNeverResetConfig; None = its defaults
 
 
 def quick_recipe() -> Recipe:
     from aura_mem_dev.arm.bc import BCConfig
     from aura_mem_dev.arm.counterfactual import CounterfactualGateConfig
     from aura_mem_dev.arm.memory import MemoryTrainConfig
+    from aura_mem_dev.arm.never_reset import quick_config as never_reset_quick
 
     return Recipe(
         backbone=BCConfig(
@@ -331,7 +360,7 @@ def quick_recipe() -> Recipe:
         gate=CounterfactualGateConfig(
             iterations=2,
             batch_size=4,
-            demo_episodes=2,
+            demo_episodes=4,  # as the memory recipe: its episodes are reused
             base_episodes=2,
             rollout_episodes=2,
             validation_episodes=2,
@@ -341,6 +370,7 @@ def quick_recipe() -> Recipe:
             calibrate_never_reset=True,
             follow_budget_every=1,
         ),
+        never_reset=never_reset_quick(),
     )
 
 
@@ -366,6 +396,17 @@ def main(argv: list[str] | None = None) -> int:
         help="train only OUT/aura_never_reset (the reset_policy: never layer) on OUT's backbone",
     )
     parser.add_argument(
+        "--skip-never-reset",
+        action="store_true",
+        help="skip step 6 (OUT/aura_never_reset, the reset_policy: never layer)",
+    )
+    parser.add_argument(
+        "--never-reset-log",
+        type=Path,
+        default=Path("build/train-arm-never-reset.log"),
+        help="where step 6's process writes its progress",
+    )
+    parser.add_argument(
         "--data-cache",
         type=Path,
         default=None,
@@ -386,28 +427,113 @@ def main(argv: list[str] | None = None) -> int:
         print(f"KV arm -> {args.out / 'kv'}: {json.dumps(entry)}")
         return 0
     from aura_mem_dev.arm.bc import BCConfig, train_backbone
-    from aura_mem_dev.arm.counterfactual import (
-        CounterfactualGateConfig,
-        refit_gate,
-        update_report,
-    )
+    from aura_mem_dev.arm.never_reset import ArmNeverResetConfig
 
-    recipe = quick_recipe() if args.quick else Recipe(backbone=BCConfig())
+    recipe = quick_recipe() if args.quick else Recipe(BCConfig(), never_reset=ArmNeverResetConfig())
     out: Path = args.out
     report: dict = {"recipe": json.loads(json.dumps(asdict(recipe), default=str))}
     t0 = time.time()
     if not args.skip_backbone:
         report["backbone"] = train_backbone(out, recipe.backbone)
         report["backbone_seconds"] = round(time.time() - t0, 1)
-    train_memory_layers(out, recipe.memory, report)
+    never_reset = None
+    if not args.skip_never_reset:
+        never_reset = NeverResetProcess(out, recipe.never_reset, args.never_reset_log)
+    try:
+        train_memory_layers(out, recipe, report, never_reset)
+        if never_reset is not None:
+            report["never_reset"] = never_reset.join()
+    finally:
+        if never_reset is not None:
+            never_reset.stop()
     report["total_seconds"] = round(time.time() - t0, 1)
     (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    # the straight-through gate's probabilities hug its threshold; refit the gate alone
-    gate_cfg = recipe.gate if recipe.gate is not None else CounterfactualGateConfig()
-    update_report(out, refit_gate(out, gate_cfg))
-    report = json.loads((out / "train_report.json").read_text())
     print(f"trained in {report['total_seconds']} s -> {out}")
     return 0
+
+
+def train_memory_layers(out: Path, recipe: Recipe, report: dict, never_reset=None) -> None:
+    """Steps 2-5 on OUT's backbone; ``never_reset`` (a ``NeverResetProcess``) is released
+    once OUT/aura is final (after the refit) and trains while the KV arm does."""
+    from aura_mem_dev.arm.counterfactual import CounterfactualGateConfig, refit_gate
+
+    stage = train_aura_layer(out, recipe.memory, report)
+    # the straight-through gate's probabilities hug its threshold; refit the gate alone, on
+    # the same episodes (its demos and base rollouts are step 2's seeds: reused, not re-run)
+    gate_cfg = recipe.gate if recipe.gate is not None else CounterfactualGateConfig()
+    mem = recipe.memory
+    same_episodes = (gate_cfg.seed, gate_cfg.demo_episodes, gate_cfg.base_episodes) == (
+        mem.seed,
+        mem.demo_episodes,
+        mem.base_episodes,
+    ) and gate_cfg.noise == mem.noise
+    unshaped = stage.seqs.head(stage.unshaped) if same_episodes else None
+    entry = refit_gate(out, gate_cfg, unshaped=unshaped)
+    entry["reused_step2_episodes"] = same_episodes
+    report["counterfactual_gate"] = entry
+    report["threshold_calibration"] = entry["calibration"]
+    if never_reset is not None:
+        never_reset.release()
+    train_kv_step(out, stage, recipe.memory, report)
+
+
+class NeverResetProcess:
+    """Step 6 (never_reset.py) in a second process, one thread, so that it uses the second
+    core: it starts after the backbone, collects its own episodes, waits until OUT/aura is
+    final (``release``), then trains OUT/aura_never_reset while the main process trains the
+    KV arm. Its output goes to ``log`` (its progress would interleave with this one's)."""
+
+    def __init__(self, out: Path, cfg, log: Path) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no forked MuJoCo/GL state
+        self.ready = ctx.Event()
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = ctx.Process(
+            target=_never_reset_main,
+            args=(str(out), cfg, self.ready, str(log), os.getpid()),
+            name="train-arm-never-reset",
+            daemon=True,
+        )
+        self.process.start()
+        tqdm.write(f"never-reset layer: training in process {self.process.pid}, log {log}")
+        self.out = out
+
+    def release(self) -> None:
+        self.ready.set()
+
+    def join(self) -> dict:
+        """Wait for it -> its report's summary; raises if it failed."""
+        self.process.join()
+        if self.process.exitcode != 0:
+            raise RuntimeError(
+                f"never-reset training exited with {self.process.exitcode}; see {self.log}"
+            )
+        record = json.loads((self.out / "never_reset_train_report.json").read_text())
+        keys = ("seconds", "data_seconds", "waited_seconds", "train_seconds", "best_validation")
+        return {k: record.get(k) for k in keys} | {"log": str(self.log)}
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(10)
+
+
+def _never_reset_main(out: str, cfg, ready, log: str, parent: int) -> None:
+    """The second process: never_reset.train_and_save, waiting for ``ready`` before it reads
+    OUT/aura (it gives up if the parent process is gone)."""
+    with open(log, "w", buffering=1) as stream:
+        sys.stdout = sys.stderr = stream
+        torch.set_num_threads(1)
+        from aura_mem_dev.arm.never_reset import train_and_save
+
+        def wait_for_source() -> None:
+            while not ready.wait(5.0):
+                if os.getppid() != parent:
+                    raise SystemExit("make train-arm exited before OUT/aura was final")
+
+        train_and_save(Path(out), Path(out), cfg, wait_for_source=wait_for_source)
 
 
 if __name__ == "__main__":
