@@ -488,7 +488,7 @@ class NeverResetProcess:
 
         ctx = mp.get_context("spawn")  # a fresh interpreter: no forked MuJoCo/GL state
         self.ready = ctx.Event()
-        self.log = log
+        self.out, self.log = out, log
         log.parent.mkdir(parents=True, exist_ok=True)
         self.process = ctx.Process(
             target=_never_reset_main,
@@ -498,7 +498,6 @@ class NeverResetProcess:
         )
         self.process.start()
         tqdm.write(f"never-reset layer: training in process {self.process.pid}, log {log}")
-        self.out = out
 
     def release(self) -> None:
         self.ready.set()
