@@ -49,3 +49,29 @@ def test_rows_without_train_args_render_as_defaults() -> None:
     row |= {"writes_per_episode": 1.0, "record_seconds": 0, "train_seconds": 9, "train_rc": 0}
     table = retrain.render({"command": "c", "targets": "t", "runs": [row]})
     assert "| 200 | defaults | 0 | E | 1.000 | [0.960, 1.000] | 1.00 | reused | 9 |" in table
+
+
+def test_coverage_splits_held_out_episodes_by_whether_training_saw_their_start() -> None:
+    from aura_mem_dev.bench import retrain_coverage as cov
+    from aura_mem_ros.sim.env import make_env
+
+    env = make_env("MiniGrid-MemoryS13-v0")
+    seeds = range(retrain.EVAL_OFFSET, retrain.EVAL_OFFSET + 30)
+    configs = {s: cov.start_configuration(env, s) for s in seeds}
+    assert configs == {s: cov.start_configuration(env, s) for s in seeds}  # by seed alone
+    cue, side, dx, dy, heading = configs[retrain.EVAL_OFFSET]
+    assert cue in ("key", "ball") and side in ("up", "down") and dx >= 1 and dy == 1
+    assert heading in range(4)
+    assert len(set(configs.values())) > 5  # starts differ
+    # the bags' first training episode's start is covered, by construction of the seeds
+    seen = cov.training_configurations(4)
+    first = cov.start_configuration(env, retrain.BAG_SEED0 * 100_000)
+    assert first in seen and len(seen) <= 4
+    covered = [s for s in seeds if configs[s] in seen]
+    rows = [{"seed": s, "success": s in covered} for s in seeds]
+    split = cov.split_by_coverage(rows, configs, seen)
+    assert split["covered"]["episodes"] == len(covered)
+    assert split["covered"]["episodes"] + split["uncovered"]["episodes"] == 30
+    assert split["uncovered"]["successes"] == 0
+    if covered:
+        assert split["covered"]["success"] == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -205,9 +206,12 @@ def test_refit_trains_a_fresh_layer_on_every_episode_for_the_chosen_iterations(t
     # --refit-iterations: the refit trains the count given, not the one validation chose
     fixed = tmp_path / "aura_refit_fixed"
     argv_fixed = [a if a != str(out) else str(fixed) for a in argv]
-    assert main([*argv_fixed, "--refit-iterations", "20"]) == 0
+    argv_fixed += ["--refit-iterations", "20"]
+    assert main(argv_fixed) == 0
     card = json.loads((fixed / "model_card.json").read_text())
     assert card["training"]["refit"]["iterations"] == 20
+    # the card quotes the arguments main() was given, not the calling program's sys.argv
+    assert card["command"] == shlex.join(["aura-mem-train", *argv_fixed])
     no_refit = [a for a in argv_fixed if a != "--refit"]
     with pytest.raises(SystemExit):
-        main([*no_refit, "--refit-iterations", "20"])
+        main(no_refit)

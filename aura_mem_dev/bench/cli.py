@@ -32,6 +32,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "aura_mem_dev.bench.retrain",
         "bags -> aura-mem-train from a fresh layer -> closed-loop panel",
     ),
+    "retrain-coverage": (
+        "aura_mem_dev.bench.retrain_coverage",
+        "retrained layers on held-out starts the bags covered vs never showed",
+    ),
     "serving-latency": (
         "aura_mem_dev.bench.serving_latency",
         "the node end to end with joint states at camera rate",

@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import math
 import random
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -338,7 +339,8 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
     out = Path(args.out)
     card = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "aura-mem-train " + " ".join(sys.argv[1:]),
+        "command": getattr(args, "command_line", None)
+        or shlex.join(["aura-mem-train", *sys.argv[1:]]),
         "backbone": {
             "name": name,
             "args": bb_args,
@@ -506,6 +508,8 @@ def _plot_curve(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # as typed, also when another program calls main(argv) (its sys.argv is not ours)
+    args.command_line = shlex.join(["aura-mem-train", *(sys.argv[1:] if argv is None else argv)])
     if args.refit_iterations is not None and (not args.refit or args.refit_iterations < 1):
         parser.error("--refit-iterations N needs --refit and N >= 1")
     import torch
