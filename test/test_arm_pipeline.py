@@ -180,6 +180,7 @@ def test_ros_demo_runs_sim_and_node_as_two_processes(
     (result,) = summary["results"]
     assert result["chunks"] > 0 and result["writes"] == result["chunks"]  # gate "always"
     assert "episode   0 seed 2000000" in text
+    assert (out / "arm_episode.png").exists(), text[-2000:]
     assert (out / "arm_episode.png").stat().st_size > 10_000
 
 

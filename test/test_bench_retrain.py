@@ -51,7 +51,7 @@ def test_rows_without_train_args_render_as_defaults() -> None:
     assert "| 200 | defaults | 0 | E | 1.000 | [0.960, 1.000] | 1.00 | reused | 9 |" in table
 
 
-def test_coverage_splits_held_out_episodes_by_whether_training_saw_their_start() -> None:
+def test_coverage_splits_held_out_episodes_by_what_training_saw_of_their_start() -> None:
     from aura_mem_dev.bench import retrain_coverage as cov
     from aura_mem_ros.sim.env import make_env
 
@@ -67,11 +67,16 @@ def test_coverage_splits_held_out_episodes_by_whether_training_saw_their_start()
     seen = cov.training_configurations(4)
     first = cov.start_configuration(env, retrain.BAG_SEED0 * 100_000)
     assert first in seen and len(seen) <= 4
-    covered = [s for s in seeds if configs[s] in seen]
-    rows = [{"seed": s, "success": s in covered} for s in seeds]
+    views = {cov.cue_view(c) for c in seen}
+    shown = [s for s in seeds if configs[s] in seen]
+    new_pair = [s for s in seeds if configs[s] not in seen and cov.cue_view(configs[s]) in views]
+    rows = [{"seed": s, "success": s in shown} for s in seeds]
     split = cov.split_by_coverage(rows, configs, seen)
-    assert split["covered"]["episodes"] == len(covered)
-    assert split["covered"]["episodes"] + split["uncovered"]["episodes"] == 30
-    assert split["uncovered"]["successes"] == 0
-    if covered:
-        assert split["covered"]["success"] == 1.0
+    assert split["shown"]["episodes"] == len(shown)
+    assert split["view_shown"]["episodes"] == len(new_pair)
+    assert sum(split[p]["episodes"] for p in cov.PARTS) == 30
+    assert split["view_shown"]["successes"] == split["view_never_shown"]["successes"] == 0
+    if shown:
+        assert split["shown"]["success"] == 1.0
+    # the view drops only the match side: configurations differing in it share a view
+    assert cov.cue_view(("key", "up", 3, 1, 0)) == cov.cue_view(("key", "down", 3, 1, 0))

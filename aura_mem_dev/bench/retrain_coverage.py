@@ -52,16 +52,36 @@ def training_configurations(episodes: int) -> set[Configuration]:
     return seen
 
 
+PARTS = ("shown", "view_shown", "view_never_shown")
+
+
+def cue_view(config: Configuration) -> tuple[str, int, int, int]:
+    """What the frame a layer writes shows: the cue object seen from the start (the match
+    side is out of view there; it decides the action at the fork)."""
+    cue, _side, dx, dy, heading = config
+    return (cue, dx, dy, heading)
+
+
 def split_by_coverage(
     rows: Iterable[dict[str, Any]], configs: dict[int, Configuration], seen: set[Configuration]
 ) -> dict[str, dict[str, Any]]:
-    """Per-episode closed-loop rows -> {"covered": ..., "uncovered": ...}, each with its
-    episodes, successes, success rate and Wilson 95% interval."""
+    """Per-episode closed-loop rows -> three parts: ``shown`` (some training episode started
+    the same way), ``view_shown`` (the cue was seen from this start in training, but never
+    with its match on this side: a new combination of two things the bags showed) and
+    ``view_never_shown``; each with its episodes, successes, success rate and Wilson 95%
+    interval."""
     from aura_mem_dev.bench.closed_loop import wilson_interval
 
-    parts: dict[str, list[bool]] = {"covered": [], "uncovered": []}
+    views = {cue_view(c) for c in seen}
+    parts: dict[str, list[bool]] = {name: [] for name in PARTS}
     for row in rows:
-        part = "covered" if configs[row["seed"]] in seen else "uncovered"
+        config = configs[row["seed"]]
+        if config in seen:
+            part = "shown"
+        elif cue_view(config) in views:
+            part = "view_shown"
+        else:
+            part = "view_never_shown"
         parts[part].append(bool(row["success"]))
     out = {}
     for name, results in parts.items():
@@ -139,22 +159,23 @@ def _part(p: dict[str, Any]) -> str:
 
 def render(result: dict[str, Any]) -> str:
     lines = [
-        "# Retrained layers: held-out starts the bags covered vs starts they never showed",
+        "# Retrained layers on held-out starts the bags showed, and on starts they did not",
         "",
         f"Command: `{result['command']}`. Held-out seeds {result['eval_offset']}.. "
         f"({result['eval_episodes']} per env), the retrain panel's. A start configuration is "
-        "(cue object, side of its match, start cell relative to the cue, heading); "
-        "`covered`: some training episode of the bags started the same way (read from the "
-        "simulator after the fact, for this table only). Cells: success [Wilson 95%] "
-        "(episodes).",
+        "(cue object, side of its match, start cell relative to the cue, heading), read from "
+        "the simulator after the fact, for this table only. `shown`: some training episode "
+        "started the same way; `cue view shown`: the bags saw the cue from this start, but "
+        "never with its match on this side; `cue view never shown`: no training episode saw "
+        "this cue from this start. Cells: success [Wilson 95%] (episodes).",
         "",
         "| episodes | seed | layer (`--work` folder: the recipe) | env | success | "
-        "covered starts | uncovered starts |",
-        "|---|---|---|---|---|---|---|",
+        "starts shown | cue view shown, not with this side | cue view never shown |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         lines.append(
             f"| {r['episodes']} | {r['seed']} | `{r['layer']}` | {r['env']} | "
-            f"{r['success']:.2f} | {_part(r['covered'])} | {_part(r['uncovered'])} |"
+            f"{r['success']:.2f} | " + " | ".join(_part(r[name]) for name in PARTS) + " |"
         )
     return "\n".join(lines) + "\n"
