@@ -34,7 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "retrain-coverage": (
         "aura_mem_dev.bench.retrain_coverage",
-        "retrained layers on held-out starts the bags covered vs never showed",
+        "retrained layers' held-out episodes split by what the bags showed of their start",
     ),
     "serving-latency": (
         "aura_mem_dev.bench.serving_latency",

@@ -1,5 +1,5 @@
 """``aura-mem-bench retrain-coverage``: does a layer retrained from bags fail on starts the
-bags showed, or on starts they never showed? -> docs/results/retrain_coverage.json + .md.
+bags showed, or on starts they did not? -> docs/results/retrain_coverage.json + .md.
 
 A MiniGrid-Memory episode's start configuration is (cue object, the side of the object that
 matches it, the agent's start cell relative to the cue, its heading). The frame in which the
@@ -9,10 +9,11 @@ seen from two cells away" is learned from episodes that start there.
 
 For each layer given (``make bench-retrain`` writes them under its ``--work`` folder), the
 held-out episodes of the retrain panel (the same seeds, ``retrain.EVAL_OFFSET``..) are run in
-the closed loop and split by whether some training episode had the same start configuration
-(the bags' seeds are ``retrain.record_bags``': (BAG_SEED0 + i) x 100,000 + episode). The
-configuration is read from the simulator to label held-out episodes after the fact: an
-evaluation tool, never an input to training.
+the closed loop and split by what the training episodes showed of their start (the bags'
+seeds are ``retrain.record_bags``': (BAG_SEED0 + i) x 100,000 + episode): the same start, the
+same view of the cue but never with its match on this side, or not even the view
+(``split_by_coverage``). The configuration is read from the simulator to label held-out
+episodes after the fact: an evaluation tool, never an input to training.
 """
 
 from __future__ import annotations
