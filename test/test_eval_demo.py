@@ -11,8 +11,10 @@ import sys
 import pytest
 from ros_harness import REPO_ROOT, start_python, stop_process, subprocess_env
 
-from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR
+from aura_mem_ros.backbones.base import BackboneError, Observation
+from aura_mem_ros.backbones.mini import DEFAULT_MODEL_DIR, MiniBackbone
 from aura_mem_ros.eval.cli import main
+from aura_mem_ros.eval.extract import extract
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.multiprocess]
 
@@ -80,3 +82,24 @@ def test_eval_on_a_recorded_demo_bag(tmp_path, ros_domain_id) -> None:
     ):
         assert (out / name).stat().st_size > 0, name
     assert os.path.getsize(out / "report.json") > 0
+
+    # A frame the backbone refuses (e.g. the recorder had no joint state for it yet) leaves
+    # that one step unmatched; the rest of the bag is still extracted.
+    backbone = MiniBackbone()
+
+    def step_refusing(nth: int | None):
+        calls = [0]
+
+        def step(obs):
+            calls[0] += 1
+            if calls[0] == nth:
+                raise BackboneError("mini needs proprio = [heading_rad]")
+            out = backbone.step(Observation(obs.images[:1], obs.instruction, obs.proprio))
+            return out.features, out.action
+
+        return step
+
+    kept = extract(bag, step_fn=step_refusing(None), reset_fn=backbone.reset, progress=False)
+    one_less = extract(bag, step_fn=step_refusing(2), reset_fn=backbone.reset, progress=False)
+    assert one_less.n == kept.n
+    assert int(one_less.matched.sum()) == int(kept.matched.sum()) - 1

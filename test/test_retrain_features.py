@@ -176,3 +176,25 @@ def test_the_robot_install_needs_no_ray(bags: list[str], tmp_path: Path) -> None
     )
     assert proc.returncode == 2, proc.stderr
     assert "--ray needs the ray package" in proc.stderr
+
+
+def test_a_frame_the_backbone_refuses_is_left_out_not_the_bag(bags, capsys) -> None:
+    """E.g. the recorder had no joint state yet for a frame: that frame is skipped, and said."""
+    from aura_mem_ros.backbones.base import BackboneError
+
+    backbone = MiniBackbone()
+    calls = [0]
+
+    def step(obs):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise BackboneError("mini needs proprio = [heading_rad]")
+        out = backbone.step(Observation(tuple(obs.images[:1]), obs.instruction, obs.proprio))
+        return out.features, out.action
+
+    topics = Topics(target="/expert/action")
+    got = extract_episodes(bags[0], topics, step, backbone.reset, {}, 2.0, progress=False)
+    want = _reference(bags[:1])
+    assert sum(len(e) for e in got) == sum(len(e) for e in want) - 1
+    assert len(got) == len(want)  # no episode lost or split
+    assert "1 frame(s) left out" in capsys.readouterr().err

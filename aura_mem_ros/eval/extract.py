@@ -17,6 +17,7 @@ instruction change under ``instruction_change``; an EpisodeResult (the simulator
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from aura_mem_ros import reset_policy
+from aura_mem_ros.backbones.base import BackboneError
 from aura_mem_ros.bags.read import iter_bag_with_progress, node_parameters
 
 # A step's image arrives before its action; it is looked for among this many recent frames.
@@ -197,6 +199,7 @@ def extract(
         )
     }
     last_epoch: tuple[int, int] | None = None  # (instruction changes, episodes) at last step
+    refused: list[str] = []  # why the backbone refused each frame it was given
     last_step = -1
     t0: int | None = None
     t_end = 0
@@ -297,9 +300,15 @@ def extract(
                     img_topic, img, instr, prop, wr, _ = src
                     prop = _nearest_joints(joints, stamp, prop)
                     images = (_to_rgb(img_topic, img),) + ((wr,) if wr is not None else ())
-                    feat, base = step_fn(Observed(images, instr, prop))
-                    rows["feat"].append(np.asarray(feat, np.float32))
-                    rows["base"].append(np.asarray(base, np.float32))
+                    try:
+                        feat, base = step_fn(Observed(images, instr, prop))
+                    except BackboneError as exc:
+                        # e.g. the recorder had no joint state yet for this frame: the
+                        # step stays in the recording, unmatched (not replayed)
+                        refused.append(str(exc))
+                        feat = base = None
+                    rows["feat"].append(None if feat is None else np.asarray(feat, np.float32))
+                    rows["base"].append(None if base is None else np.asarray(base, np.float32))
                 else:
                     rows["feat"].append(None)
                     rows["base"].append(None)
@@ -351,6 +360,12 @@ def extract(
             [b if b is not None else np.zeros(base_shape, np.float32) for b in rows["base"]]
         )
         rec.matched = np.asarray(ok, bool)
+    if refused:
+        print(
+            f"{bag}: {len(refused)} step(s) not replayed, the backbone refused their frame "
+            f"(first: {refused[0]})",
+            file=sys.stderr,
+        )
     _mark_known_memory(rec)
     return rec
 

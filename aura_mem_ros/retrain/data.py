@@ -10,6 +10,7 @@ windows for truncated back-propagation through time.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aura_mem_ros.backbones.base import BackboneError
 from aura_mem_ros.bags.read import iter_bag_with_progress, topic_types
 from aura_mem_ros.eval.extract import (
     TARGET_TOPICS,
@@ -74,6 +76,7 @@ def extract_episodes(
     episodes: list[Episode] = []
     boundary = 0  # bumps at each EpisodeResult / instruction change
     last: tuple[int, int] | None = None  # (boundary, stamp) of the last emitted step
+    skipped: list[str] = []  # why each frame the backbone refused was left out
     wanted = [topics.instruction, topics.proprio, topics.episode, topics.target, *topics.images()]
 
     def emit(stamp: int) -> None:
@@ -91,7 +94,14 @@ def extract_episodes(
             episodes.append(Episode(bag))
         imgs = (_to_rgb(topic, msg),) + ((_to_rgb(*wr),) if wr is not None else ())
         # A state published just after its frame (same stamp) is still that frame's state.
-        feat, base = step_fn(Observed(imgs, instr, prop if prop is not None else proprio))
+        try:
+            feat, base = step_fn(Observed(imgs, instr, prop if prop is not None else proprio))
+        except BackboneError as exc:
+            # The backbone cannot take this frame (e.g. the recorder had no joint state yet):
+            # the frame is left out, not the bag; the count is reported below.
+            skipped.append(str(exc))
+            last = (b, stamp)
+            return
         base = np.asarray(base, np.float32)
         if target.size != base.size:
             raise ValueError(
@@ -129,6 +139,12 @@ def extract_episodes(
         for pending in (images, targets):
             while len(pending) > _PENDING:
                 pending.popitem(last=False)
+    if skipped:
+        print(
+            f"{bag}: {len(skipped)} frame(s) left out, the backbone refused them "
+            f"(first: {skipped[0]})",
+            file=sys.stderr,
+        )
     return [e for e in episodes if len(e)]
 
 
