@@ -103,9 +103,20 @@ bench-gate-cost: setup
 	nice -n 10 $(VENV)/bin/aura-mem-bench gate-cost
 
 # Bags at 50 and 200 episodes -> aura-mem-train from a fresh layer -> closed loop on S13, S11,
-# S17Random -> docs/results/retrain.md (+ .json). Long (two training runs): a quiet machine.
+# S17Random: its defaults at both sizes (ARGS: more options for that run), then the recipe
+# for a few dozen episodes on the 50 (README, "A few dozen episodes"), 4 training seeds ->
+# docs/results/retrain.md (+ .json). Long (~1.5 h on 2 cores): a quiet machine.
+RETRAIN_WORK ?= out/retrain
+RETRAIN_50_RECIPE := --head-hidden 128 --head-bilinear 64 --refit --refit-iterations 1200 \
+	--backbone-args '{\"seen_objects\": true}' --value-reads seen_objects
 bench-retrain: setup
-	nice -n 10 $(VENV)/bin/aura-mem-bench retrain $(ARGS)
+	nice -n 10 $(VENV)/bin/aura-mem-bench retrain --work $(RETRAIN_WORK) \
+		--out $(RETRAIN_WORK)/defaults.json $(ARGS)
+	nice -n 10 $(VENV)/bin/aura-mem-bench retrain --episodes 50 --seeds 0 1 2 3 \
+		--work $(RETRAIN_WORK) --train-args "$(RETRAIN_50_RECIPE)" \
+		--out $(RETRAIN_WORK)/recipe_50.json
+	$(VENV)/bin/aura-mem-bench retrain --merge $(RETRAIN_WORK)/defaults.json \
+		$(RETRAIN_WORK)/recipe_50.json --out docs/results/retrain.json
 
 bench-synthetic: setup
 	$(PY) scripts/bench_synthetic.py

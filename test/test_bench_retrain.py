@@ -51,6 +51,24 @@ def test_rows_without_train_args_render_as_defaults() -> None:
     assert "| 200 | defaults | 0 | E | 1.000 | [0.960, 1.000] | 1.00 | reused | 9 |" in table
 
 
+def test_merged_results_number_each_row_with_the_command_that_produced_it() -> None:
+    """--merge keeps which run each row came from (runs may stand on different recordings of
+    the bags), also through a second merge."""
+    row = {"episodes": 50, "seed": 0, "env": "E", "success": 0.9, "ci95": [0.8, 0.95]}
+    row |= {"writes_per_episode": 1.0, "record_seconds": 0, "train_seconds": 9, "train_rc": 0}
+    one = {"command": "a", "targets": "t", "runs": [row]}
+    two = {"command": "b", "targets": "t", "runs": [row | {"seed": 1}, row | {"seed": 2}]}
+    first = retrain.merge([one, two])
+    assert first["commands"] == ["a", "b"] and first["command"] == "a && b"
+    assert [(r["run"], r["seed"]) for r in first["runs"]] == [(1, 0), (2, 1), (2, 2)]
+    again = retrain.merge([first, {"command": "c", "targets": "t", "runs": [row]}])
+    assert again["commands"] == ["a", "b", "c"]
+    assert [r["run"] for r in again["runs"]] == [1, 2, 2, 3]
+    table = retrain.render(again)
+    assert "1. `a`" in table and "3. `c`" in table
+    assert "| 3 | 50 | defaults | 0 | E | 0.900 |" in table
+
+
 def test_coverage_splits_held_out_episodes_by_what_training_saw_of_their_start() -> None:
     from aura_mem_dev.bench import retrain_coverage as cov
     from aura_mem_ros.sim.env import make_env

@@ -175,3 +175,29 @@ def test_mixed_stream_alternates_envs() -> None:
     ]
     by_env = panel.arms["memoryless"].success_by_env
     assert by_env is not None and {e: n for e, (_, n) in by_env.items()} == dict.fromkeys(envs, 1)
+
+
+def test_a_layer_trained_on_the_seen_objects_runs_on_them(tmp_path) -> None:
+    """A layer aura-mem-train wrote with --backbone-args '{"seen_objects": true}' is run on
+    the backbone its model card names (the shipped layer, without a card, on the plain one)."""
+    from aura_mem_dev.bench.closed_loop import trained_backbone_args
+    from aura_mem_ros.backbones.mini import MiniBackbone
+    from aura_mem_ros.core.checkpoint import init_aura, save_aura
+    from aura_mem_ros.core.config import AuraConfig
+
+    backbone = MiniBackbone(seen_objects=True)
+    layer_dir = tmp_path / "aura_seen"
+    save_aura(init_aura(AuraConfig.for_backbone(backbone, value_from=128)), layer_dir)
+    card = {"backbone": {"name": "mini", "args": {"seen_objects": True}}}
+    (layer_dir / "model_card.json").write_text(json.dumps(card))
+    assert trained_backbone_args(layer_dir) == {"seen_objects": True}
+    assert trained_backbone_args(tmp_path) == {}
+    panel = run_panel(
+        "MiniGrid-MemoryS11-v0",
+        2,
+        EVAL_SEED_BASE + 900,
+        40,
+        ("aura",),
+        aura_checkpoint=str(layer_dir),
+    )
+    assert panel.arms["aura"].steps_per_episode > 0

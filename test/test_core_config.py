@@ -38,6 +38,10 @@ def test_dict_round_trip() -> None:
         ({"head_bilinear": 2.0}, "head_bilinear"),
         ({"forget_by_key": True}, "forget_by_key needs forget_init"),
         ({"forget_by_key": 1, "forget_init": 0.5}, "forget_by_key"),
+        ({"value_from": 8}, "value_from"),
+        ({"value_from": -1}, "value_from"),
+        ({"value_from": 2.0}, "value_from"),
+        ({"value_from": True}, "value_from"),
     ],
 )
 def test_invalid_values_are_rejected(kwargs: dict, match: str) -> None:

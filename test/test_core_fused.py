@@ -22,6 +22,7 @@ def _layer(
     forget: float | None = None,
     bilinear: int = 0,
     by_key: bool = False,
+    value_from: int = 0,
 ) -> torch.nn.Module:
     """A layer whose head changes the action and whose gate writes on some steps only
     (a head that reads m also acts before writing, as a never-reset layer does; a product
@@ -35,6 +36,7 @@ def _layer(
         forget_init=forget,
         head_bilinear=bilinear,
         forget_by_key=by_key,
+        value_from=value_from,
     )
     layer = init_aura(config, seed=seed)
     g = torch.Generator().manual_seed(seed)
@@ -110,6 +112,26 @@ def test_fused_learned_gate_matches_the_reference_step(
     state_ref = np.frombuffer(reference.state_bytes(), "<f4")
     np.testing.assert_allclose(np.frombuffer(fused.state_bytes(), "<f4"), state_ref, atol=1e-5)
     assert fused.writes == reference.writes == int(w_ref.sum())
+
+
+def test_a_value_that_reads_part_of_the_features_is_fused_the_same() -> None:
+    """AuraConfig.value_from: the value ignores features[:value_from] (key, query, head and
+    gate still read them), in the reference step and in the fused kernel alike."""
+    layer = _layer(24, 14, bilinear=16, value_from=16)
+    assert layer.value.in_features == 8
+    x = torch.randn(3, 24)
+    moved = x.clone()
+    moved[:, :16] += 1.0
+    (k1, v1, *_), (k2, v2, *_) = layer._precompute(x), layer._precompute(moved)
+    assert torch.equal(v1, v2) and not torch.allclose(k1, k2)
+    moved[:, 16:] += 1.0
+    assert not torch.allclose(layer._precompute(moved)[1], v1)
+    feats, bases = _inputs(300, 24, 14)
+    a_ref, w_ref, _ = _run(AuraRuntime(layer, fused=False), feats, bases)
+    assert 0.1 < w_ref.mean() < 0.9
+    a_fused, w_fused, _ = _run(AuraRuntime(layer), feats, bases)
+    np.testing.assert_array_equal(w_fused, w_ref)
+    np.testing.assert_allclose(a_fused, a_ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("gate", ["always", "never"])

@@ -71,3 +71,34 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
 def test_missing_weights_raise_backbone_error(tmp_path) -> None:
     with pytest.raises(BackboneError):
         MiniBackbone(model_dir=tmp_path)
+
+
+def test_seen_objects_says_what_is_in_view_but_not_where(backbone: MiniBackbone) -> None:
+    """The seen_objects part is the same when the one object in view moves to another tile;
+    the policy's features (position-specific) are not. Nothing else changes."""
+    seen = make_backbone("mini", seen_objects=True)
+    tile = backbone.cfg.tile_size
+    image = np.zeros((56, 56, 3), np.uint8)
+    ball = np.zeros((tile, tile, 3), np.uint8)
+    ball[2:6, 2:6] = (0, 200, 0)  # a green blob on one floor tile
+
+    def with_ball_at(row: int, col: int) -> Observation:
+        img = image.copy()
+        img[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile] = ball
+        return Observation((img,), "go", np.array([0.0], np.float32))
+
+    a, b = seen.step(with_ball_at(1, 1)), seen.step(with_ball_at(4, 5))
+    start, stop = seen.feature_parts()["seen_objects"]
+    assert seen.d_model == backbone.d_model + backbone.cfg.conv_channels == stop
+    assert seen.feature_parts()["policy"] == (0, backbone.d_model) == (0, start)
+    assert np.array_equal(a.features[start:], b.features[start:])
+    assert not np.allclose(a.features[:start], b.features[:start])
+    empty = seen.step(Observation((image,), "go", np.array([0.0], np.float32)))
+    assert not np.allclose(a.features[start:], empty.features[start:])  # it sees the ball
+    # the first part and the action are exactly the plain backbone's
+    plain = backbone.step(with_ball_at(1, 1))
+    assert np.array_equal(a.features[:start], plain.features)
+    assert np.array_equal(a.action, plain.action)
+    assert backbone.feature_parts() == {"policy": (0, backbone.d_model)}
+    with pytest.raises(BackboneError, match="seen_objects"):
+        make_backbone("mini", seen_objects="yes")

@@ -215,3 +215,35 @@ def test_refit_trains_a_fresh_layer_on_every_episode_for_the_chosen_iterations(t
     no_refit = [a for a in argv_fixed if a != "--refit"]
     with pytest.raises(SystemExit):
         main(no_refit)
+
+
+def test_a_value_that_reads_the_seen_objects_is_trained_served_and_checked(
+    tmp_path, capsys
+) -> None:
+    """--backbone-args '{"seen_objects": true}' --value-reads seen_objects: the layer's value
+    reads the backbone's position-free part only, the model card says how to serve it, the
+    node serves it that way, and refuses it on the plain backbone with the reason."""
+    from aura_mem_ros.serving import ServingSpec
+
+    bag = tmp_path / "sim_bag"
+    write_sim_bag(bag, episodes=10, env_id="MiniGrid-MemoryS7-v0", seed=3)
+    common = ["--bags", str(bag), "--backbone", "mini", "--quiet"]
+    common += ["--backbone-args", '{"seen_objects": true}', "--max-iterations", "50"]
+    common += ["--warmup", "10", "--head-hidden", "32", "--allow-worse"]
+    assert main([*common, "--out", str(tmp_path / "x"), "--value-reads", "colours"]) == 2
+    err = capsys.readouterr().err
+    assert "colours" in err and "policy" in err and "seen_objects" in err
+    out = tmp_path / "aura_seen"
+    assert main([*common, "--out", str(out), "--value-reads", "seen_objects"]) == 0
+    config = json.loads((out / "aura_config.json").read_text())
+    assert (config["d_model"], config["value_from"]) == (128 + 32, 128)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["backbone"]["args"] == {"seen_objects": True}
+    params = dict(p.split(":=", 1) for p in shlex.split(card["load_in_node"]) if p != "-p")
+    assert json.loads(params["backbone_args"]) == {"seen_objects": True}
+    spec = ServingSpec.from_params(params)
+    runtime, _ = spec.build_runtime(spec.build_backbone())
+    assert runtime.config.value_from == 128
+    plain = ServingSpec.from_params({"backbone": "mini", "aura_checkpoint": str(out)})
+    with pytest.raises(ValueError, match="d_model"):
+        plain.build_runtime(plain.build_backbone())

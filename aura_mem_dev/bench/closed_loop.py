@@ -233,6 +233,15 @@ class Models:
         return f"backbone {name(self.model_dir)}, aura {name(self.aura)}, kv {name(self.kv)}"
 
 
+def trained_backbone_args(layer_dir: Path) -> dict[str, Any]:
+    """The backbone arguments ``aura-mem-train`` trained the layer in ``layer_dir`` under
+    (its model_card.json; {} for a layer without a card, e.g. the shipped one)."""
+    card = layer_dir / "model_card.json"
+    if not card.is_file():
+        return {}
+    return dict(json.loads(card.read_text()).get("backbone", {}).get("args") or {})
+
+
 def run_panel(
     env_id: str,
     episodes: int,
@@ -257,7 +266,7 @@ def run_panel(
     envs = stream_envs(env_id)
     gyms = {e: make_env(e) for e in envs}
     stream = _Stream(
-        backbone=MiniBackbone(models.model_dir),
+        backbone=MiniBackbone(models.model_dir, **trained_backbone_args(models.aura)),
         layer=load_aura(models.aura),
         kv_dir=models.kv,
         episodes=[(envs[i % len(envs)], seed_offset + i) for i in range(episodes)],

@@ -152,7 +152,12 @@ def render(result: dict) -> str:
     lines = [
         "# Retraining from bags (`make bench-retrain`)",
         "",
-        f"Command: `{result['command']}`. Bags: "
+        (
+            "Commands: the numbered runs below"
+            if "commands" in result
+            else f"Command: `{result['command']}`"
+        )
+        + ". Bags: "
         + BAG_SOURCES[result.get("bags_from", "simbag")]
         + "; `aura-mem-train` from a fresh layer; closed loop on held-out seeds "
         f"{EVAL_OFFSET}.. (Wilson 95%). Targets (issue 17): {result['targets']}.",
@@ -169,26 +174,37 @@ def render(result: dict) -> str:
         "`--refit-iterations`; `--head-bilinear`: the residual head's product term). Wall "
         "times: this shared 2-core machine, other jobs running (see NOTES.md).",
         "",
-        "| episodes | extra arguments | seed | env | success | 95% CI | writes / episode | "
-        "record s | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *_runs_list(result),
+        f"| {'run | ' if 'commands' in result else ''}episodes | extra arguments | seed | env | "
+        "success | 95% CI | writes / episode | record s | train s |",
+        "|" + "---|" * (9 + ("commands" in result)),
     ]
     for r in result["runs"]:
+        run = f"| {r['run']} " if "commands" in result else ""
         if "success" not in r:
             lines.append(
-                f"| {r['episodes']} | {_args_cell(r)} | {r.get('seed', 0)} | {r['env']} | "
+                f"{run}| {r['episodes']} | {_args_cell(r)} | {r.get('seed', 0)} | {r['env']} | "
                 f"not saved (rc {r['train_rc']}) | | | "
                 f"{_record_cell(r)} | {r['train_seconds']:.0f} |"
             )
             continue
         lo, hi = r["ci95"]
         lines.append(
-            f"| {r['episodes']} | {_args_cell(r)} | {r.get('seed', 0)} | {r['env']} | "
+            f"{run}| {r['episodes']} | {_args_cell(r)} | {r.get('seed', 0)} | {r['env']} | "
             f"{r['success']:.3f} | "
             f"[{lo:.3f}, {hi:.3f}] | "
             f"{r['writes_per_episode']:.2f} | {_record_cell(r)} | {r['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _runs_list(result: dict) -> list[str]:
+    """A merged result's commands, numbered as its rows' ``run`` column."""
+    if "commands" not in result:
+        return []
+    lines = ["Runs (the `run` column; each records its own bags or reuses its `--work`):", ""]
+    lines += [f"{i}. `{c}`" for i, c in enumerate(result["commands"], 1)]
+    return [*lines, ""]
 
 
 def _args_cell(row: dict) -> str:
@@ -206,10 +222,7 @@ def run(args: argparse.Namespace) -> int:
     from aura_mem_dev.bench.cli import command_line
 
     if args.merge:
-        parts = [json.loads(Path(f).read_text()) for f in args.merge]
-        result = {**parts[0], "runs": [r for part in parts for r in part["runs"]]}
-        result["command"] = " && ".join(part["command"] for part in parts)
-        return _write(result, args.out)
+        return _write(merge([json.loads(Path(f).read_text()) for f in args.merge]), args.out)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -222,6 +235,19 @@ def run(args: argparse.Namespace) -> int:
         "runs": runs,
     }
     return _write(result, args.out)
+
+
+def merge(parts: list[dict]) -> dict:
+    """Result files -> one, each row numbered with the command that produced it (``run``,
+    1-based into ``commands``; a merged file's own numbering is kept, shifted): rows from
+    different runs may stand on different recordings of the bags."""
+    commands: list[str] = []
+    runs: list[dict] = []
+    for part in parts:
+        first = len(commands)
+        commands += part.get("commands") or [part["command"]]
+        runs += [{**r, "run": first + r.get("run", 1)} for r in part["runs"]]
+    return {**parts[0], "command": " && ".join(commands), "commands": commands, "runs": runs}
 
 
 def _write(result: dict, out: Path) -> int:

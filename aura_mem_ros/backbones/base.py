@@ -82,6 +82,12 @@ class Backbone(ABC):
     def step(self, obs: Observation) -> BackboneOutput:
         """Map one observation to features and the base action chunk."""
 
+    def feature_parts(self) -> dict[str, tuple[int, int]]:
+        """Named column ranges [start, stop) of ``features``, for a backbone whose features
+        have parts (``mini``'s "seen_objects": what is in view, not where). The layer's
+        value can read one of them only (``aura-mem-train --value-reads PART``)."""
+        return {}
+
     def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
         """The AURA layer shipped for these exact weights (``aura_checkpoint: bundled``), if
         any; ``never_reset``: the one trained for ``reset_policy: never``, if any."""

@@ -105,12 +105,21 @@ class MiniPolicyNet(nn.Module):
     def forward(
         self, images: torch.Tensor, tokens: torch.Tensor, headings: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        features, logits, _ = self.forward_with_tiles(images, tokens, headings)
+        return features, logits
+
+    def forward_with_tiles(
+        self, images: torch.Tensor, tokens: torch.Tensor, headings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> features (B, d_model), logits (B, actions) and the tile embeddings (B,
+        conv_channels, grid, grid): what each tile looks like, before anything mixes in
+        its neighbours or its place in the view."""
         x = images.permute(0, 3, 1, 2).float() / 255.0
-        x = torch.relu(self.conv1(x))
-        x = torch.relu(self.conv2(x)).flatten(1)
+        tiles = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(tiles)).flatten(1)
         z = torch.cat([x, self.text(tokens), self.heading(headings)], dim=1)
         features = torch.relu(self.fc(z))
-        return features, self.head(features)
+        return features, self.head(features), tiles
 
 
 def load_mini(model_dir: str | Path | None = None) -> tuple[MiniPolicyNet, MiniConfig, str]:
@@ -170,7 +179,16 @@ def square_rgb(obs: Observation, size: int, name: str) -> np.ndarray:
 
 @register_backbone("mini")
 class MiniBackbone(Backbone):
-    """The frozen embedded policy; stateless (all memory lives in AURA-Mem)."""
+    """The frozen embedded policy; stateless (all memory lives in AURA-Mem).
+
+    ``seen_objects`` (backbone_args ``{"seen_objects": true}``): the features end with the
+    tile embeddings max-pooled over the view (``conv_channels`` numbers, the part
+    ``seen_objects`` of ``feature_parts``): which kinds of tile are in sight, wherever they
+    are. The policy's own features pass through a position-specific layer, so a key seen
+    from two places gives two unrelated vectors; a memory written from them means "a key
+    there", and a layer learns what that implies only for the views its bags showed. Same
+    frozen weights, nothing retrained; a layer trained with it needs it when served.
+    """
 
     chunk_size = 1
     action_dim = 7
@@ -178,10 +196,15 @@ class MiniBackbone(Backbone):
     num_images = 1
     proprio_dim = 1
 
-    def __init__(self, model_dir: str | Path | None = None, **_: Any) -> None:
+    def __init__(
+        self, model_dir: str | Path | None = None, seen_objects: bool = False, **_: Any
+    ) -> None:
         self._model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.net, self.cfg, self._model_id = load_mini(model_dir)
-        self.d_model = self.cfg.d_model
+        if not isinstance(seen_objects, bool):
+            raise BackboneError(f"mini: seen_objects must be true or false, got {seen_objects!r}")
+        self.seen_objects = seen_objects
+        self.d_model = self.cfg.d_model + (self.cfg.conv_channels if seen_objects else 0)
         self.action_dim = self.cfg.num_actions
         self._tokens = InstructionTokens(self.cfg)
 
@@ -194,15 +217,23 @@ class MiniBackbone(Backbone):
             raise BackboneError("non-finite heading")
         heading = heading_to_index(heading_rad, self.cfg.num_headings)
         with torch.no_grad():
-            feats, logits = self.net(
+            feats, logits, tiles = self.net.forward_with_tiles(
                 torch.from_numpy(np.array(image, copy=True))[None],
                 self._tokens(obs.instruction),
                 torch.tensor([heading], dtype=torch.long),
             )
+            if self.seen_objects:
+                feats = torch.cat([feats, tiles.amax(dim=(2, 3))], dim=1)
         return BackboneOutput(
             features=feats[0].numpy().astype(np.float32),
             action=logits.numpy().astype(np.float32).reshape(1, -1),
         )
+
+    def feature_parts(self) -> dict[str, tuple[int, int]]:
+        parts = {"policy": (0, self.cfg.d_model)}
+        if self.seen_objects:
+            parts["seen_objects"] = (self.cfg.d_model, self.d_model)
+        return parts
 
     def bundled_aura_checkpoint(self, never_reset: bool = False) -> str | None:
         """``make train-default`` writes the AURA layers for these weights beside them."""

@@ -2,7 +2,7 @@
 
 Per step, from backbone features x and base action a_base:
 
-    k̂, v, q̂ = unit(K x), V x, unit(Q x)
+    k̂, v, q̂ = unit(K x), V x[value_from:], unit(Q x)
     r        = Wᵀ q̂                          read before writing
     e        = v - Wᵀ k̂                      inner prediction error ("surprise")
     r⁺       = (1 - α) r + β (k̂·q̂) e         the read if this step were written
@@ -107,7 +107,9 @@ class AuraLayer(nn.Module):
         super().__init__()
         c = self.config = config
         self.key = nn.Linear(c.d_model, c.d_key, bias=False)
-        self.value = nn.Linear(c.d_model, c.d_val)
+        # the value reads features[value_from:] only (AuraConfig.value_from: what is in view,
+        # not where); key, query, head and gate read all of them
+        self.value = nn.Linear(c.d_model - c.value_from, c.d_val)
         self.query = nn.Linear(c.d_model, c.d_key)
         self.beta_logit = nn.Parameter(torch.tensor(math.log(c.beta_init / (1 - c.beta_init))))
         if c.forget_by_key:  # α = σ(w·k̂ + b), starting as the scalar α = forget_init
@@ -164,7 +166,7 @@ class AuraLayer(nn.Module):
         gx = F.linear(x, self.gate_in.weight[:, : self.config.d_model], self.gate_in.bias)
         return (
             memory.unit(self.key(x)),
-            self.value(x),
+            self.value(x[..., self.config.value_from :]),
             memory.unit(self.query(x)),
             self.head.project_x(x),
             gx,

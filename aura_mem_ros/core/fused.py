@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812 - the universal torch idiom
 
 from aura_mem_ros.core.aura import GATE_LOGIT_BOUND, AuraLayer
 from aura_mem_ros.core.config import HEAD_READS
@@ -72,7 +73,8 @@ def fuse_weights(layer: AuraLayer) -> FusedWeights:
     c, d = layer.config, layer.config.d_model
     x_parts = [
         (layer.key.weight, torch.zeros(c.d_key)),  # the key projection has no bias
-        (layer.value.weight, layer.value.bias),
+        # the value reads features[value_from:]: zero columns for the rest
+        (F.pad(layer.value.weight, (c.value_from, 0)), layer.value.bias),
         (layer.query.weight, layer.query.bias),
         (layer.head.inp.weight[:, :d], layer.head.inp.bias),
         *([(layer.head.bil_x.weight, layer.head.bil_x.bias)] if c.head_bilinear else []),

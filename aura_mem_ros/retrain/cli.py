@@ -151,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         "episodes see the README on --head-hidden 128 --head-bilinear 64 --refit",
     )
     p.add_argument(
+        "--value-reads",
+        metavar="PART",
+        help="the memory's value reads only this part of the backbone's features (fresh "
+        "layer; default: all of them). For mini with --backbone-args "
+        "'{\"seen_objects\": true}': seen_objects (what is in view, not where; see the "
+        "README on 50 episodes)",
+    )
+    p.add_argument(
         "--rate-slack",
         type=float,
         default=1.25,
@@ -226,6 +234,7 @@ def new_layer_config(
     head_hidden: int,
     head_reads: str = "read",
     head_bilinear: int = 0,
+    value_reads: str | None = None,
 ) -> Any:
     """A fresh layer as the one trainer's recipe wants it: the gate starts closed (writes
     are added where they pay), a small write strength (a dense memory keeps an early cue,
@@ -240,7 +249,29 @@ def new_layer_config(
         gate_init_bias=-2.0,
         head_reads=head_reads,
         head_bilinear=head_bilinear,
+        value_from=value_from_part(backbone, value_reads),
     )
+
+
+def value_from_part(backbone: Any, part: str | None) -> int:
+    """``AuraConfig.value_from`` for ``--value-reads PART``: where the backbone's feature part
+    ``part`` starts (0 for None). ValueError naming the parts there are, or when the part
+    does not run to the end of the features (the value reads features[value_from:])."""
+    if part is None:
+        return 0
+    parts = dict(backbone.feature_parts)
+    if part not in parts:
+        raise ValueError(
+            f"--value-reads {part}: backbone {backbone.name} with args {backbone.args} has "
+            f"no feature part {part!r} (parts: {sorted(parts) or 'none'})"
+        )
+    start, stop = parts[part]
+    if stop != backbone.d_model:
+        raise ValueError(
+            f"--value-reads {part}: the value reads features[start:], but {part} is "
+            f"[{start}, {stop}) of {backbone.d_model}"
+        )
+    return start
 
 
 def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) -> dict[str, Any]:
@@ -272,7 +303,12 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
         layer = load_aura(args.init)
     else:
         config = new_layer_config(
-            backbone, args.budget, args.head_hidden, args.head_reads, args.head_bilinear
+            backbone,
+            args.budget,
+            args.head_hidden,
+            args.head_reads,
+            args.head_bilinear,
+            args.value_reads,
         )
         layer = init_aura(config, seed=args.seed)
 
@@ -397,7 +433,8 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
             "refit": refit,
             "curve": curve,
         },
-        "load_in_node": f"-p aura_checkpoint:={out.resolve()} -p backbone:={name}",
+        "load_in_node": f"-p aura_checkpoint:={out.resolve()} -p backbone:={name}"
+        + (f" -p backbone_args:={shlex.quote(json.dumps(bb_args))}" if bb_args else ""),
     }
     if not result.improved and not args.allow_worse:
         raise WorseThanStartError(
@@ -446,7 +483,12 @@ def _refit(
         return to_batch([all_w[i] for i in idx.tolist()], discrete)
 
     fresh_config = new_layer_config(
-        backbone, args.budget, args.head_hidden, args.head_reads, args.head_bilinear
+        backbone,
+        args.budget,
+        args.head_hidden,
+        args.head_reads,
+        args.head_bilinear,
+        args.value_reads,
     )
     layer = init_aura(fresh_config, seed=args.seed)
     refit_config = dataclasses.replace(

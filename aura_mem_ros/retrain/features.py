@@ -98,6 +98,7 @@ class BackboneInfo:
     discrete: bool
     num_images: int
     proprio_dim: int | None
+    feature_parts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, backbone: Any, name: str, args: dict[str, Any]) -> BackboneInfo:
@@ -111,6 +112,7 @@ class BackboneInfo:
             discrete=bool(backbone.discrete),
             num_images=int(backbone.num_images),
             proprio_dim=None if backbone.proprio_dim is None else int(backbone.proprio_dim),
+            feature_parts={k: (int(a), int(b)) for k, (a, b) in backbone.feature_parts().items()},
         )
 
     def model_id(self) -> str:  # the Backbone method of the same name, for the model card
