@@ -228,28 +228,22 @@ def _rounded(metrics: dict[str, Any] | None) -> dict[str, float]:
     }
 
 
-def new_layer_config(
-    backbone: Any,
-    budget: float,
-    head_hidden: int,
-    head_reads: str = "read",
-    head_bilinear: int = 0,
-    value_reads: str | None = None,
-) -> Any:
+def new_layer_config(backbone: Any, args: argparse.Namespace) -> Any:
     """A fresh layer as the one trainer's recipe wants it: the gate starts closed (writes
     are added where they pay), a small write strength (a dense memory keeps an early cue,
-    so the head learns to read during the always-write warm-up), a wide residual head."""
+    so the head learns to read during the always-write warm-up), a wide residual head; the
+    budget, head and value options from ``args``."""
     from aura_mem_ros.core.config import AuraConfig
 
     return AuraConfig.for_backbone(
         backbone,
-        target_write_rate=budget,
+        target_write_rate=args.budget,
         beta_init=0.3,
-        head_hidden=head_hidden,
+        head_hidden=args.head_hidden,
         gate_init_bias=-2.0,
-        head_reads=head_reads,
-        head_bilinear=head_bilinear,
-        value_from=value_from_part(backbone, value_reads),
+        head_reads=args.head_reads,
+        head_bilinear=args.head_bilinear,
+        value_from=value_from_part(backbone, args.value_reads),
     )
 
 
@@ -302,14 +296,7 @@ def train_from_bags(args: argparse.Namespace, data: TrainingData | None = None) 
     if args.init:
         layer = load_aura(args.init)
     else:
-        config = new_layer_config(
-            backbone,
-            args.budget,
-            args.head_hidden,
-            args.head_reads,
-            args.head_bilinear,
-            args.value_reads,
-        )
+        config = new_layer_config(backbone, args)
         layer = init_aura(config, seed=args.seed)
 
     def source(batch_size: int, gen: torch.Generator) -> Any:
@@ -482,14 +469,7 @@ def _refit(
         idx = torch.randint(len(all_w), (min(batch_size, len(all_w)),), generator=gen)
         return to_batch([all_w[i] for i in idx.tolist()], discrete)
 
-    fresh_config = new_layer_config(
-        backbone,
-        args.budget,
-        args.head_hidden,
-        args.head_reads,
-        args.head_bilinear,
-        args.value_reads,
-    )
+    fresh_config = new_layer_config(backbone, args)
     layer = init_aura(fresh_config, seed=args.seed)
     refit_config = dataclasses.replace(
         config, iterations=iterations, warmup=min(config.warmup, iterations // 2), patience=None
